@@ -1,0 +1,298 @@
+"""Validated, frozen configuration.
+
+``parse_config`` turns the ``config`` mapping given to ``silo.init`` into a :class:`Config`.
+Every key is checked: an unknown key or a value of the wrong type raises :class:`ConfigError`
+naming the key path and what was expected. Key names follow RayFed so its users can move over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "Address",
+    "Config",
+    "CrossSiloCommConfig",
+    "RetryPolicy",
+    "TLSConfig",
+    "parse_addresses",
+    "parse_config",
+    "parse_tls_config",
+]
+
+DEFAULT_MAX_MESSAGE = 2 * 1024**3
+
+#: Keys RayFed users may carry over that silo spells differently, with the advice to give.
+_RAYFED_HINTS = {
+    "grpc_retry_policy": "silo calls it 'retry_policy'",
+    "grpc_channel_options": "silo's channel is aiohttp; there are no gRPC channel options",
+    "proxy_max_restarts": "silo has no proxy actors to restart",
+    "send_resource_label": "silo has no Ray resources",
+    "recv_resource_label": "silo has no Ray resources",
+    "use_global_proxy": "silo has no proxy actors",
+}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A ``host:port`` pair."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a frame is retried: ``max_attempts`` tries, exponential backoff, within the timeout."""
+
+    max_attempts: int = 5
+    initial_backoff_ms: int = 50
+    max_backoff_ms: int = 1000
+    backoff_multiplier: float = 2.0
+
+    def backoff_s(self, attempt: int) -> float:
+        """Delay in seconds before retry number ``attempt`` (1 for the first retry)."""
+        delay = self.initial_backoff_ms * self.backoff_multiplier ** max(0, attempt - 1)
+        return min(delay, self.max_backoff_ms) / 1000.0
+
+
+@dataclass(frozen=True)
+class CrossSiloCommConfig:
+    """``config["cross_silo_comm"]``: the channel between parties."""
+
+    timeout_in_ms: int = 60000
+    messages_max_size_in_bytes: int = DEFAULT_MAX_MESSAGE
+    exit_on_sending_failure: bool = False
+    continue_waiting_for_data_sending_on_error: bool = False
+    expose_error_trace: bool = False
+    serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | None = None
+    http_header: Mapping[str, str] = field(default_factory=dict)
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_in_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole ``config`` mapping of ``silo.init``."""
+
+    cross_silo_comm: CrossSiloCommConfig = field(default_factory=CrossSiloCommConfig)
+    barrier_on_initializing: bool = False
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Mutual TLS: this party's certificate and key, and the CA that signs the peers'."""
+
+    ca_cert: str
+    cert: str
+    key: str
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _expect_int(path: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{path}: expected an integer >= {minimum}, got {_describe(value)}")
+    return value
+
+
+def _expect_bool(path: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+    return value
+
+
+def _expect_mapping(path: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings, got {_describe(key)}")
+    return value
+
+
+def _reject_unknown(path: str, given: Mapping[str, Any], known: set[str]) -> None:
+    for key in given:
+        if key not in known:
+            hint = _RAYFED_HINTS.get(key)
+            expected = ", ".join(sorted(known))
+            advice = f" ({hint})" if hint else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{advice}; expected one of: {expected}")
+
+
+def _parse_retry_policy(path: str, raw: object) -> RetryPolicy:
+    given = _expect_mapping(path, raw)
+    _reject_unknown(
+        path, given, {"max_attempts", "initial_backoff_ms", "max_backoff_ms", "backoff_multiplier"}
+    )
+    defaults = RetryPolicy()
+    multiplier = given.get("backoff_multiplier", defaults.backoff_multiplier)
+    if (
+        isinstance(multiplier, bool)
+        or not isinstance(multiplier, (int, float))
+        or not math.isfinite(multiplier)
+        or multiplier < 1
+    ):
+        raise ConfigError(
+            f"{path}['backoff_multiplier']: expected a number >= 1, got {_describe(multiplier)}"
+        )
+    policy = RetryPolicy(
+        max_attempts=_expect_int(
+            f"{path}['max_attempts']", given.get("max_attempts", defaults.max_attempts), minimum=1
+        ),
+        initial_backoff_ms=_expect_int(
+            f"{path}['initial_backoff_ms']",
+            given.get("initial_backoff_ms", defaults.initial_backoff_ms),
+            minimum=0,
+        ),
+        max_backoff_ms=_expect_int(
+            f"{path}['max_backoff_ms']",
+            given.get("max_backoff_ms", defaults.max_backoff_ms),
+            minimum=0,
+        ),
+        backoff_multiplier=float(multiplier),
+    )
+    if policy.max_backoff_ms < policy.initial_backoff_ms:
+        raise ConfigError(
+            f"{path}['max_backoff_ms']: must be >= initial_backoff_ms "
+            f"({policy.initial_backoff_ms}), got {policy.max_backoff_ms}"
+        )
+    return policy
+
+
+def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | None:
+    if raw is None:
+        return None
+    given = _expect_mapping(path, raw)
+    allowed: dict[str, tuple[str, ...] | str] = {}
+    for module, names in given.items():
+        if names == "*":
+            allowed[module] = "*"
+        elif isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            allowed[module] = tuple(names)
+        else:
+            raise ConfigError(
+                f'{path}[{module!r}]: expected "*" or a list of names, got {_describe(names)}'
+            )
+    return allowed
+
+
+def _parse_http_header(path: str, raw: object) -> dict[str, str]:
+    given = _expect_mapping(path, raw)
+    for name, value in given.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}[{name!r}]: expected a string, got {_describe(value)}")
+    return dict(given)
+
+
+def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
+    given = _expect_mapping(path, raw)
+    defaults = CrossSiloCommConfig()
+    _reject_unknown(path, given, set(CrossSiloCommConfig.__dataclass_fields__))
+    return CrossSiloCommConfig(
+        timeout_in_ms=_expect_int(
+            f"{path}['timeout_in_ms']",
+            given.get("timeout_in_ms", defaults.timeout_in_ms),
+            minimum=1,
+        ),
+        messages_max_size_in_bytes=_expect_int(
+            f"{path}['messages_max_size_in_bytes']",
+            given.get("messages_max_size_in_bytes", defaults.messages_max_size_in_bytes),
+            minimum=1024,
+        ),
+        exit_on_sending_failure=_expect_bool(
+            f"{path}['exit_on_sending_failure']",
+            given.get("exit_on_sending_failure", defaults.exit_on_sending_failure),
+        ),
+        continue_waiting_for_data_sending_on_error=_expect_bool(
+            f"{path}['continue_waiting_for_data_sending_on_error']",
+            given.get(
+                "continue_waiting_for_data_sending_on_error",
+                defaults.continue_waiting_for_data_sending_on_error,
+            ),
+        ),
+        expose_error_trace=_expect_bool(
+            f"{path}['expose_error_trace']",
+            given.get("expose_error_trace", defaults.expose_error_trace),
+        ),
+        serializing_allowed_list=_parse_allowed_list(
+            f"{path}['serializing_allowed_list']", given.get("serializing_allowed_list")
+        ),
+        http_header=_parse_http_header(f"{path}['http_header']", given.get("http_header", {})),
+        retry_policy=_parse_retry_policy(f"{path}['retry_policy']", given.get("retry_policy", {})),
+    )
+
+
+def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config") -> Config:
+    """Validate the ``config`` mapping of ``silo.init``.
+
+    Raises :class:`ConfigError` naming the key path (``config['cross_silo_comm']['x']``) and
+    what was expected, for an unknown key or a value of the wrong type.
+    """
+    if raw is None:
+        return Config()
+    if isinstance(raw, Config):
+        return raw
+    given = _expect_mapping(path, raw)
+    _reject_unknown(path, given, {"cross_silo_comm", "barrier_on_initializing"})
+    return Config(
+        cross_silo_comm=_parse_comm(f"{path}['cross_silo_comm']", given.get("cross_silo_comm", {})),
+        barrier_on_initializing=_expect_bool(
+            f"{path}['barrier_on_initializing']", given.get("barrier_on_initializing", False)
+        ),
+    )
+
+
+def parse_address(path: str, raw: object) -> Address:
+    """Parse ``"host:port"``; raise :class:`ConfigError` naming ``path`` when malformed."""
+    if not isinstance(raw, str) or ":" not in raw:
+        raise ConfigError(f"{path}: expected 'host:port', got {_describe(raw)}")
+    text = raw.split("://", 1)[-1]
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f"{path}: expected 'host:port' with a port from 1 to 65535, got {_describe(raw)}"
+        )
+    return Address(host, int(port_text))
+
+
+def parse_addresses(raw: object, party: object) -> dict[str, Address]:
+    """Validate ``addresses`` and ``party`` of ``silo.init``."""
+    given = _expect_mapping("addresses", raw)
+    if len(given) < 1:
+        raise ConfigError("addresses: expected at least one party")
+    addresses = {
+        name: parse_address(f"addresses[{name!r}]", value) for name, value in given.items()
+    }
+    if not isinstance(party, str) or party not in addresses:
+        raise ConfigError(f"party: expected one of {sorted(addresses)}, got {_describe(party)}")
+    return addresses
+
+
+def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | None:
+    """Validate ``tls_config``: ``{"ca_cert": path, "cert": path, "key": path}``."""
+    if raw is None or isinstance(raw, TLSConfig):
+        return raw
+    given = _expect_mapping("tls_config", raw)
+    _reject_unknown("tls_config", given, {"ca_cert", "cert", "key"})
+    values: dict[str, str] = {}
+    for key in ("ca_cert", "cert", "key"):
+        value = given.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"tls_config['{key}']: expected a file path, got {_describe(value)}")
+        values[key] = value
+    return TLSConfig(**values)

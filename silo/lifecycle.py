@@ -1,0 +1,247 @@
+"""How a runtime starts waiting for peers, hooks into the loop, and tears down exactly once.
+
+The teardown is attached to the runtime's :class:`~silo.shutdown.ShutdownFuture`, so it runs once,
+with the reason of whoever asked first:
+
+* intended: wait for this party's calls and pending sends (flush), say goodbye to every peer;
+* an error (the program's, a peer's, a signal, a sending failure): fail every pending object with
+  the error, broadcast an ABORT frame to every peer still there, and drop pending sends unless
+  ``continue_waiting_for_data_sending_on_error`` is set.
+
+Then, in every case and whatever failed before: stop actors and worker threads, close the
+channel, restore the loop's signal and exception handlers, leave the registry, mark the runtime
+finished. With ``exit_on_sending_failure`` and a sending failure, the process then exits with
+status 1 (``SystemExit`` raised from a loop callback, which ends ``asyncio.run`` however the
+program was parked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import context
+from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
+from .shutdown import Reason, ShutdownRequest
+from .wire import ErrorInfo
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+__all__ = ["barrier", "install_hooks", "run_failure_handler", "teardown"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_GOODBYE_TIMEOUT = 5.0
+
+
+async def barrier(runtime: Runtime) -> None:
+    """Wait until every peer answers, within ``timeout_in_ms``; else shut down and raise."""
+    missing = await runtime.transport.wait_peers(runtime.comm.timeout_s)
+    if missing:
+        error = BarrierTimeoutError(
+            f"barrier_on_initializing: party {runtime.party!r} got no answer from "
+            f"{', '.join(missing)} within {runtime.comm.timeout_in_ms} ms",
+            missing,
+        )
+        runtime.request_shutdown(Reason.INTENDED, error, "barrier timed out")
+        await runtime.shutdown()
+        raise error
+
+
+def run_failure_handler(
+    runtime: Runtime, handler: Callable[[SendingFailure], object] | None, failure: SendingFailure
+) -> None:
+    """Run the user's ``sending_failure_handler``; an async one becomes a runtime task."""
+    if handler is None:
+        return
+    try:
+        outcome = handler(failure)
+    except Exception as exc:
+        runtime.log.error("sending_failure_handler raised %r", exc, exc_info=exc)
+        return
+    if asyncio.iscoroutine(outcome):
+        runtime.spawn(outcome, "silo-sending-failure-handler")
+
+
+# ---------------------------------------------------------------------- loop hooks
+
+
+def install_hooks(runtime: Runtime) -> None:
+    """Route SIGINT/SIGTERM and unclaimed exceptions of runtime tasks to the runtime."""
+    loop = runtime.loop
+    prev = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        source = ctx.get("task") or ctx.get("future")
+        exc = ctx.get("exception")
+        if source is not None and runtime.owns(source) and isinstance(exc, Exception):
+            runtime.internal_error(exc, str(ctx.get("message", "unhandled error")))
+        elif prev is not None:
+            prev(loop, ctx)
+        else:
+            loop.default_exception_handler(ctx)
+
+    loop.set_exception_handler(handle)
+    runtime._prev_exception_handler = (handle, prev)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not any(rt.loop is loop for rt in context.active_runtimes):
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, _on_signal, loop, sig)
+
+
+def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
+    for runtime in context.active_runtimes:
+        if runtime.loop is loop:
+            runtime.log.warning("received %s: shutting down", sig.name)
+            runtime.request_shutdown(Reason.SIGNAL, _signal_error(sig), sig.name)
+
+
+def _signal_error(sig: signal.Signals) -> BaseException:
+    if sig == signal.SIGINT:
+        return KeyboardInterrupt()
+    return SystemExit(128 + int(sig))
+
+
+def _uninstall_hooks(runtime: Runtime) -> None:
+    loop = runtime.loop
+    if runtime._prev_exception_handler is not None:
+        handle, prev = runtime._prev_exception_handler
+        if loop.get_exception_handler() is handle:
+            loop.set_exception_handler(prev)
+    if not any(rt.loop is loop for rt in context.active_runtimes):
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+
+# ---------------------------------------------------------------------- teardown
+
+
+def _abort_info(runtime: Runtime, request: ShutdownRequest) -> ErrorInfo:
+    expose = runtime.comm.expose_error_trace
+    error = request.error
+    if isinstance(error, FedRemoteError) or (
+        isinstance(error, Exception) and request.reason is not Reason.SIGNAL
+    ):
+        return ErrorInfo.from_exception(error, party=runtime.party, expose=expose)
+    if not expose:
+        return ErrorInfo(runtime.party)
+    what = request.detail or request.reason.value
+    return ErrorInfo(
+        runtime.party,
+        type(error).__name__ if error else "Shutdown",
+        f"party {runtime.party} stopped: {what}",
+        "",
+    )
+
+
+async def _bounded(aws: list[Any], timeout: float) -> None:
+    if aws:
+        await asyncio.wait([asyncio.ensure_future(a) for a in aws], timeout=timeout)
+
+
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
+
+
+def _live_peers(runtime: Runtime) -> list[str]:
+    from .runtime import PeerState
+
+    return [p for p in runtime.peers if runtime.peer_state(p) in (PeerState.LIVE,)]
+
+
+async def _say(runtime: Runtime, peers: list[str], send: Callable[[str], Any], what: str) -> None:
+    async def one(peer: str) -> None:
+        try:
+            await asyncio.wait_for(send(peer), _GOODBYE_TIMEOUT)
+        except (SendingFailure, asyncio.TimeoutError) as exc:
+            runtime.log.warning("%s could not reach %s: %s", what, peer, exc)
+
+    await asyncio.gather(*(one(p) for p in peers))
+
+
+async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
+    """Stop the runtime once; every step runs even if an earlier one fails."""
+    log = runtime.log
+    if request.reason.is_error:
+        log.warning(
+            "shutting down after %s: %s",
+            request.reason.value,
+            request.detail or repr(request.error),
+        )
+    else:
+        log.info("shutting down")
+    try:
+        if request.reason.is_error:
+            await _stop_after_error(runtime, request)
+        else:
+            await _stop_cleanly(runtime)
+        _warn_unasked_failures(runtime)
+    except Exception as exc:
+        log.error("error during shutdown: %r", exc, exc_info=exc)
+    finally:
+        await _release(runtime)
+        if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
+            log.error("exit_on_sending_failure: exiting with status 1")
+            runtime.loop.call_soon(_exit_process)
+
+
+async def _stop_cleanly(runtime: Runtime) -> None:
+    for actor in runtime.actors.values():
+        actor.finish()
+    while runtime.pending_calls or runtime.pending_sends or runtime.actor_tasks:
+        await asyncio.wait([*runtime.pending_calls, *runtime.pending_sends, *runtime.actor_tasks])
+    await _say(runtime, _live_peers(runtime), runtime.transport.send_goodbye, "goodbye")
+
+
+async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
+    runtime.fail_pending(runtime.shutdown_error(), remote_only=False)
+    await _cancel_all(runtime.pending_calls | runtime.actor_tasks)
+    if runtime.comm.continue_waiting_for_data_sending_on_error:
+        await _bounded(list(runtime.pending_sends), runtime.comm.timeout_s)
+    await _cancel_all(runtime.pending_sends)
+    info = _abort_info(runtime, request)
+
+    async def abort(peer: str) -> None:
+        await runtime.transport.send_abort(peer, info)
+
+    await _say(runtime, _live_peers(runtime), abort, "error broadcast")
+
+
+def _warn_unasked_failures(runtime: Runtime) -> None:
+    for object_id, fut in runtime.objects().items():
+        if not fut.done() or fut.cancelled():
+            continue
+        exc = fut.exception()
+        if exc is None or runtime.owner_of(object_id) != runtime.party:
+            continue
+        if not runtime.was_asked(object_id) and not isinstance(exc, FedRemoteError):
+            runtime.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
+
+
+async def _release(runtime: Runtime) -> None:
+    for actor in runtime.actors.values():
+        actor.close()
+    runtime.pool.close()
+    try:
+        await runtime.transport.aclose()
+    except Exception as exc:
+        runtime.log.warning("closing the channel failed: %r", exc)
+    context.active_runtimes.discard(runtime)
+    _uninstall_hooks(runtime)
+    runtime.mark_finished()
+    runtime.log.debug("shut down")
+
+
+def _exit_process() -> None:
+    raise SystemExit(1)

@@ -1,0 +1,579 @@
+"""The per-party runtime: owns the loop wiring, the objects, the calls, the channel and shutdown.
+
+Objects live in one table of futures keyed by ``(seq, index)``: a local call fills its outputs,
+a frame from a peer fills the object it carries. A call pinned to this party starts as soon as
+its inputs are there; a value this party owns is pushed to a peer at most once, when a call
+placed there consumes it or when the program asks for it with ``get``.
+
+Teardown lives in :mod:`silo.lifecycle`; this module is the running state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from . import context
+from .actors import Actor
+from .config import Address, Config, TLSConfig
+from .errors import (
+    FedRemoteError,
+    GetTimeoutError,
+    PeerUnavailableError,
+    RuntimeClosedError,
+    SendingFailure,
+    SerializationError,
+    SiloError,
+)
+from .graph import FedObject, find_objects, substitute
+from .log import party_logger
+from .shutdown import Reason, ShutdownFuture, ShutdownRequest
+from .transport import Transport
+from .wire import ErrorInfo, ObjectId
+from .workers import WorkerPool
+
+__all__ = ["PeerState", "Runtime"]
+
+_tokens = itertools.count(1)
+
+
+class PeerState(Enum):
+    LIVE = "live"
+    FINISHED = "finished"
+    LOST = "lost"
+    ABORTED = "aborted"
+    UNREACHABLE = "unreachable"
+
+
+class Runtime:
+    """One party's runtime. Create with :func:`silo.init`; ``shutdown`` is idempotent."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        job: str,
+        addresses: dict[str, Address],
+        config: Config,
+        tls: TLSConfig | None = None,
+        sending_failure_handler: Callable[[SendingFailure], object] | None = None,
+        sock: Any = None,
+    ) -> None:
+        self.party = party
+        self.job = job
+        self.addresses = addresses
+        self.config = config
+        self.comm = config.cross_silo_comm
+        self.peers = [p for p in addresses if p != party]
+        self.token = next(_tokens)
+        self.log = party_logger(party, job)
+        self._tls = tls
+        self._sock = sock
+        self._handler = sending_failure_handler
+        self._seq = itertools.count(1)
+        self._objects: dict[ObjectId, asyncio.Future[Any]] = {}
+        self._owner_of: dict[ObjectId, str] = {}
+        self._asked: set[ObjectId] = set()
+        self._pushed: set[tuple[ObjectId, str]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._sends: set[asyncio.Task[Any]] = set()
+        self._actor_tasks: set[asyncio.Task[Any]] = set()
+        self._actors: dict[int, Actor] = {}
+        self._peer_state = dict.fromkeys(self.peers, PeerState.LIVE)
+        self.sending_failures: list[SendingFailure] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: WorkerPool | None = None
+        self._transport: Transport | None = None
+        self._shutdown: ShutdownFuture | None = None
+        self._teardown_task: asyncio.Task[None] | None = None
+        self.main_task: asyncio.Task[Any] | None = None
+        self._prev_exception_handler: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._shutdown is not None and self._shutdown.requested is not None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "runtime not started"
+        return self._loop
+
+    @property
+    def transport(self) -> Transport:
+        assert self._transport is not None, "runtime not started"
+        return self._transport
+
+    @property
+    def shutdown_request(self) -> ShutdownRequest | None:
+        return self._shutdown.requested if self._shutdown else None
+
+    async def start(self) -> None:
+        """Listen, start connecting to peers, install handlers; honour the barrier if set."""
+        from . import lifecycle
+
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._shutdown = ShutdownFuture(loop)
+        self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
+        self._transport = Transport(
+            party=self.party,
+            job=self.job,
+            addresses=self.addresses,
+            sink=self,
+            comm=self.comm,
+            log=self.log,
+            tls=self._tls,
+            sock=self._sock,
+        )
+        await self._transport.start()
+        self.main_task = asyncio.current_task()
+        self._shutdown.on_requested(self._begin_teardown)
+        lifecycle.install_hooks(self)
+        context.active_runtimes.add(self)
+        self.log.info(
+            "listening on %s; peers: %s",
+            self.addresses[self.party],
+            ", ".join(self.peers) or "none",
+        )
+        if self.config.barrier_on_initializing:
+            await lifecycle.barrier(self)
+
+    def _begin_teardown(self, request: ShutdownRequest) -> None:
+        from . import lifecycle
+
+        self._teardown_task = self.loop.create_task(
+            lifecycle.teardown(self, request), name=f"silo-teardown-{self.party}"
+        )
+
+    def request_shutdown(
+        self, reason: Reason, error: BaseException | None = None, detail: str = ""
+    ) -> bool:
+        """Ask for shutdown; the first request wins. Returns whether this one won."""
+        assert self._shutdown is not None
+        return self._shutdown.request(ShutdownRequest(reason, error, detail))
+
+    async def shutdown(self) -> None:
+        """Intended shutdown: flush pending sends, say goodbye, close. Idempotent.
+
+        If another shutdown (error, signal, sending failure) came first, waits for that one.
+        """
+        if self._shutdown is None:
+            return
+        self.request_shutdown(Reason.INTENDED)
+        await self._shutdown.wait_finished()
+
+    async def fail(self, error: BaseException) -> None:
+        """The program failed with ``error``: broadcast it to every peer and shut down."""
+        assert self._shutdown is not None
+        self.request_shutdown(Reason.PROGRAM_ERROR, error)
+        await self._shutdown.wait_finished()
+
+    def mark_finished(self) -> None:
+        assert self._shutdown is not None
+        self._shutdown.mark_finished()
+
+    # ------------------------------------------------------------------ tasks
+
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any] | Awaitable[Any],
+        name: str,
+        group: set[asyncio.Task[Any]] | None = None,
+    ) -> asyncio.Task[Any]:
+        """Start a runtime-owned task, kept in a set until done; never fire and forget."""
+        tasks = self._calls if group is None else group
+        task: asyncio.Task[Any] = self.loop.create_task(coro, name=name)  # type: ignore[arg-type]
+        tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._calls.discard(task)
+        self._sends.discard(task)
+        self._actor_tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.internal_error(exc, f"runtime task {task.get_name()} failed")
+
+    def internal_error(self, exc: BaseException, what: str) -> None:
+        """A runtime-owned task failed and nobody awaits it: broadcast and shut down."""
+        self.log.error("%s: %r", what, exc, exc_info=exc)
+        self.request_shutdown(Reason.PROGRAM_ERROR, exc, what)
+
+    def owns(self, task_or_future: object) -> bool:
+        return (
+            task_or_future in self._calls
+            or task_or_future in self._sends
+            or task_or_future in self._actor_tasks
+        )
+
+    @property
+    def pending_calls(self) -> set[asyncio.Task[Any]]:
+        return self._calls
+
+    @property
+    def pending_sends(self) -> set[asyncio.Task[Any]]:
+        return self._sends
+
+    @property
+    def actor_tasks(self) -> set[asyncio.Task[Any]]:
+        return self._actor_tasks
+
+    @property
+    def actors(self) -> dict[int, Actor]:
+        return self._actors
+
+    @property
+    def pool(self) -> WorkerPool:
+        assert self._pool is not None
+        return self._pool
+
+    # ------------------------------------------------------------------ objects
+
+    def _check_open(self) -> None:
+        request = self.shutdown_request
+        if request is not None:
+            raise RuntimeClosedError(
+                f"the silo runtime of party {self.party!r} is shut down ({request.reason.value})"
+            )
+
+    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
+        """The future of an object, created on first use."""
+        fut = self._objects.get(object_id)
+        if fut is None:
+            fut = self.loop.create_future()
+            self._objects[object_id] = fut
+            self._owner_of[object_id] = owner
+            if owner != self.party:
+                self._fail_if_unreachable(object_id, owner, fut)
+        return fut
+
+    def _fail_if_unreachable(
+        self, object_id: ObjectId, owner: str, fut: asyncio.Future[Any]
+    ) -> None:
+        state = self._peer_state.get(owner)
+        if state is PeerState.FINISHED:
+            fut.set_exception(
+                PeerUnavailableError(owner, f"{owner} shut down before sending object {object_id}")
+            )
+        elif state is PeerState.LOST:
+            fut.set_exception(PeerUnavailableError(owner, f"{owner} is gone"))
+        elif self.shutdown_request is not None:
+            fut.set_exception(self.shutdown_error())
+
+    def shutdown_error(self) -> BaseException:
+        """What a pending get raises once the runtime has stopped."""
+        request = self.shutdown_request
+        if request is None or not request.reason.is_error:
+            return RuntimeClosedError(f"the silo runtime of party {self.party!r} is shut down")
+        if isinstance(request.error, FedRemoteError):
+            return request.error
+        return FedRemoteError(self.party)
+
+    def objects(self) -> Mapping[ObjectId, asyncio.Future[Any]]:
+        return self._objects
+
+    def owner_of(self, object_id: ObjectId) -> str:
+        return self._owner_of.get(object_id, self.party)
+
+    def was_asked(self, object_id: ObjectId) -> bool:
+        return object_id in self._asked
+
+    def _check_objects(self, objs: Iterable[FedObject]) -> None:
+        for obj in objs:
+            if obj._runtime_token != self.token:
+                raise SiloError(
+                    f"{obj!r} belongs to another silo runtime (one that was shut "
+                    f"down, or another party's); it cannot be used here"
+                )
+
+    # ------------------------------------------------------------------ calls
+
+    def new_outputs(self, party: str, num_returns: int) -> list[FedObject]:
+        self._check_open()
+        seq = next(self._seq)
+        return [FedObject(party, seq, i, self.token) for i in range(num_returns)]
+
+    def submit(
+        self,
+        party: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        num_returns: int,
+    ) -> list[FedObject]:
+        """Schedule a function call pinned to ``party``; returns its output objects at once."""
+        outputs = self.new_outputs(party, num_returns)
+        deps = find_objects(args, kwargs)
+        self._check_objects(deps)
+        if party == self.party:
+            futs = [self.future(o.id, party) for o in outputs]
+            self.spawn(
+                self.execute(fn, args, kwargs, deps, futs, self.pool),
+                f"silo-call-{getattr(fn, '__name__', 'fn')}-{outputs[0].seq}",
+            )
+        else:
+            self._push_inputs(deps, party)
+        return outputs
+
+    def create_actor(
+        self, party: str, cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> int:
+        """Schedule the construction of an actor pinned to ``party``; returns its id."""
+        actor_id = self.new_outputs(party, 1)[0].seq
+        deps = find_objects(args, kwargs)
+        self._check_objects(deps)
+        if party == self.party:
+            actor = Actor(
+                cls=cls,
+                name=f"{cls.__name__}#{actor_id}",
+                execute=self.execute,
+                spawn=lambda coro, name: self.spawn(coro, name, self._actor_tasks),
+            )
+            self._actors[actor_id] = actor
+            actor.construct(args, kwargs, deps)
+        else:
+            self._push_inputs(deps, party)
+        return actor_id
+
+    def call_actor(
+        self,
+        party: str,
+        actor_id: int,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        num_returns: int,
+    ) -> list[FedObject]:
+        outputs = self.new_outputs(party, num_returns)
+        deps = find_objects(args, kwargs)
+        self._check_objects(deps)
+        if party == self.party:
+            futs = [self.future(o.id, party) for o in outputs]
+            self._actors[actor_id].call(method, args, kwargs, deps, futs)
+        else:
+            self._push_inputs(deps, party)
+        return outputs
+
+    def kill_actor(self, party: str, actor_id: int) -> None:
+        if party == self.party and actor_id in self._actors:
+            self._actors[actor_id].kill()
+
+    async def execute(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        deps: list[FedObject],
+        outputs: list[asyncio.Future[Any]],
+        pool: WorkerPool,
+    ) -> None:
+        """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
+
+        A failed input fails the outputs without running ``fn``; an exception from ``fn``
+        becomes the outputs' exception, its own type kept.
+        """
+        try:
+            values = await self.resolve(deps) if deps else {}
+            call_args, call_kwargs = substitute(args, kwargs, values)
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(*call_args, **call_kwargs)
+            else:
+                result = await pool.submit(fn, *call_args, **call_kwargs)
+        except Exception as exc:
+            _fail(outputs, exc)
+            return
+        if len(outputs) == 1:
+            if not outputs[0].done():
+                outputs[0].set_result(result)
+            return
+        try:
+            items = list(result)
+            if len(items) != len(outputs):
+                raise ValueError(
+                    f"{getattr(fn, '__qualname__', fn)} was declared with "
+                    f"num_returns={len(outputs)} but returned {len(items)} values"
+                )
+        except (TypeError, ValueError) as exc:
+            _fail(outputs, exc)
+            return
+        for fut, item in zip(outputs, items, strict=True):
+            if not fut.done():
+                fut.set_result(item)
+
+    async def resolve(self, objs: list[FedObject]) -> dict[ObjectId, Any]:
+        """The values of ``objs``; raises the first failure as soon as it is known."""
+        futs = []
+        for obj in objs:
+            self._asked.add(obj.id)
+            futs.append(self.future(obj.id, obj.owner))
+        pending = [f for f in futs if not f.done()]
+        while pending:
+            done, still = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    raise exc
+            pending = list(still)
+        return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
+
+    async def get(self, objs: list[FedObject], timeout: float | None) -> list[Any]:
+        """Values of ``objs``: pushes owned ones to every peer, waits for the others."""
+        self._check_objects(objs)
+        for obj in objs:
+            if obj.owner == self.party:
+                for peer in self.peers:
+                    self.push(obj.id, peer)
+        try:
+            values = await asyncio.wait_for(self.resolve(objs), timeout)
+        except asyncio.TimeoutError:
+            missing = [o for o in objs if not self.future(o.id, o.owner).done()]
+            raise GetTimeoutError(
+                f"silo.get timed out after {timeout} s waiting for {', '.join(map(repr, missing))}"
+            ) from None
+        return [values[o.id] for o in objs]
+
+    # ------------------------------------------------------------------ sending
+
+    def _push_inputs(self, deps: list[FedObject], party: str) -> None:
+        for dep in deps:
+            if dep.owner == self.party:
+                self._asked.add(dep.id)
+                self.push(dep.id, party)
+
+    def push(self, object_id: ObjectId, peer: str) -> None:
+        """Send an owned object to ``peer`` once it is ready; at most once per peer."""
+        key = (object_id, peer)
+        if key in self._pushed:
+            return
+        self._pushed.add(key)
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self.spawn(self._push(object_id, peer), f"silo-push-{object_id}-{peer}", self._sends)
+
+    async def _push(self, object_id: ObjectId, peer: str) -> None:
+        fut = self.future(object_id, self.party)
+        try:
+            value = await fut
+        except Exception as exc:
+            await self._send_error(peer, object_id, exc)
+            return
+        try:
+            await self.transport.send_data(peer, object_id, value)
+        except SerializationError as exc:
+            self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
+            await self._send_error(peer, object_id, exc)
+        except SendingFailure as exc:
+            self.sending_failure(exc)
+
+    async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
+        info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
+        try:
+            await self.transport.send_error(peer, object_id, info)
+        except SendingFailure as failure:
+            self.log.error(
+                "the error frame for object %s could not be delivered: %s will not "
+                "learn of the error from us",
+                object_id,
+                peer,
+            )
+            self.sending_failure(failure)
+
+    def sending_failure(self, failure: SendingFailure) -> None:
+        """Record a sending failure; the handler runs once, for the first."""
+        from . import lifecycle
+
+        self.log.error(
+            "sending failure: party %s, peer %s, object %s: %s",
+            self.party,
+            failure.peer,
+            failure.object_id,
+            failure,
+        )
+        if self._peer_state.get(failure.peer) is PeerState.LIVE:
+            self._peer_state[failure.peer] = PeerState.UNREACHABLE
+        self.sending_failures.append(failure)
+        if len(self.sending_failures) == 1:
+            lifecycle.run_failure_handler(self, self._handler, failure)
+            if self.comm.exit_on_sending_failure:
+                self.request_shutdown(Reason.SENDING_FAILURE, failure, str(failure))
+
+    def peer_state(self, peer: str) -> PeerState:
+        return self._peer_state[peer]
+
+    # ------------------------------------------------------------------ receiving (FrameSink)
+
+    def _store(self, src: str, object_id: ObjectId) -> asyncio.Future[Any] | None:
+        fut = self.future(object_id, src)
+        owner = self._owner_of[object_id]
+        if owner != src:
+            self.log.warning("ignored object %s from %s: it belongs to %s", object_id, src, owner)
+            return None
+        return None if fut.done() else fut
+
+    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None:
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_result(value)
+
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_exception(info.to_exception())
+
+    def deliver_undecodable(self, src: str, object_id: ObjectId, error: SerializationError) -> None:
+        self.log.error("object %s from %s refused: %s", object_id, src, error)
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_exception(error)
+
+    def deliver_abort(self, src: str, info: ErrorInfo) -> None:
+        error = info.to_exception()
+        self.log.error("party %s aborted: %s", src, error)
+        self._peer_state[src] = PeerState.ABORTED
+        self.fail_pending(error, remote_only=True)
+        self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
+
+    def deliver_goodbye(self, src: str) -> None:
+        self.log.debug("%s finished", src)
+        if self._peer_state[src] is PeerState.LIVE:
+            self._peer_state[src] = PeerState.FINISHED
+        self.transport.links[src].peer_finished()
+        for object_id, fut in self._objects.items():
+            if not fut.done() and self._owner_of[object_id] == src:
+                fut.set_exception(
+                    PeerUnavailableError(src, f"{src} shut down before sending object {object_id}")
+                )
+
+    def peer_lost(self, peer: str, reason: str) -> None:
+        if self.shutdown_request is not None or self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self._peer_state[peer] = PeerState.LOST
+        error = PeerUnavailableError(peer, reason)
+        self.log.error("%s", error)
+        self.fail_pending(error, remote_only=True)
+        self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
+
+    def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
+        """Fail every object still awaited (only those owned by peers if ``remote_only``)."""
+        for object_id, fut in self._objects.items():
+            if fut.done():
+                continue
+            if remote_only and self._owner_of[object_id] == self.party:
+                continue
+            fut.set_exception(error)
+
+
+def _fail(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    for fut in outputs:
+        if not fut.done():
+            fut.set_exception(exc)

@@ -1,0 +1,114 @@
+"""The channel between parties: an aiohttp server per party and a :class:`PeerLink` per peer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from ..config import Address, CrossSiloCommConfig, TLSConfig
+from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
+from .base import FrameSink
+from .link import PeerLink
+from .server import Server
+from .tls import client_context, server_context
+
+__all__ = ["FrameSink", "PeerLink", "Server", "Transport"]
+
+
+class Transport:
+    """This party's server and its links to every peer. ``aclose`` is idempotent."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        job: str,
+        addresses: dict[str, Address],
+        sink: FrameSink,
+        comm: CrossSiloCommConfig,
+        log: logging.LoggerAdapter[Any],
+        tls: TLSConfig | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self._party = party
+        self._job = job
+        peers = {p: a for p, a in addresses.items() if p != party}
+        self.server = Server(
+            party=party,
+            job=job,
+            peers=set(peers),
+            address=addresses[party],
+            sink=sink,
+            comm=comm,
+            log=log,
+            ssl_context=server_context(tls) if tls else None,
+            sock=sock,
+        )
+        client_ssl = client_context(tls) if tls else None
+        self.links = {
+            p: PeerLink(
+                party=party,
+                job=job,
+                peer=p,
+                address=a,
+                comm=comm,
+                log=log,
+                on_lost=sink.peer_lost,
+                ssl_context=client_ssl,
+            )
+            for p, a in peers.items()
+        }
+
+    async def start(self) -> None:
+        """Listen, then start connecting to every peer in the background."""
+        await self.server.start()
+        for link in self.links.values():
+            link.start()
+
+    async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
+        link = self.links[peer]
+        await link.send(encode_data(self._job, self._party, link.next_msg_id(), object_id, value))
+
+    async def send_error(self, peer: str, object_id: ObjectId, info: ErrorInfo) -> None:
+        link = self.links[peer]
+        frame = encode_control(
+            Kind.ERROR, self._job, self._party, link.next_msg_id(), object_id, info.to_wire()
+        )
+        await link.send(frame, control=True)
+
+    async def send_abort(self, peer: str, info: ErrorInfo) -> None:
+        link = self.links[peer]
+        frame = encode_control(
+            Kind.ABORT, self._job, self._party, link.next_msg_id(), extra=info.to_wire()
+        )
+        await link.send(frame, control=True)
+
+    async def send_goodbye(self, peer: str) -> None:
+        link = self.links[peer]
+        await link.send(
+            encode_control(Kind.GOODBYE, self._job, self._party, link.next_msg_id()), control=True
+        )
+
+    async def wait_peers(self, timeout: float) -> list[str]:
+        """Wait until every peer's listener answered; returns the peers that did not in time."""
+        results = await asyncio.gather(
+            *(link.wait_connected(timeout) for link in self.links.values())
+        )
+        return [p for p, ok in zip(self.links, results, strict=True) if not ok]
+
+    async def aclose(self) -> None:
+        """Close links, then the server; every step runs even if one fails."""
+        errors: list[BaseException] = []
+        for link in self.links.values():
+            try:
+                await link.aclose()
+            except Exception as exc:
+                errors.append(exc)
+        try:
+            await self.server.aclose()
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]

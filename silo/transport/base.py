@@ -1,0 +1,51 @@
+"""What the transport and the runtime promise each other."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..errors import SerializationError
+from ..wire import ErrorInfo, ObjectId
+
+__all__ = [
+    "CONTROL_PATH",
+    "DATA_PATH",
+    "HEADER_JOB",
+    "HEADER_PARTY",
+    "HEADER_PROTOCOL",
+    "HEADER_REFUSAL",
+    "INLINE_LIMIT",
+    "WS_PATH",
+    "FrameSink",
+]
+
+WS_PATH = "/silo/v1/ws"
+DATA_PATH = "/silo/v1/data"
+CONTROL_PATH = "/silo/v1/control"
+HEADER_JOB = "X-Silo-Job"
+HEADER_PARTY = "X-Silo-Party"
+HEADER_PROTOCOL = "X-Silo-Protocol"
+HEADER_REFUSAL = "X-Silo-Refusal"
+
+#: Frames up to this size travel as one websocket message; larger ones are streamed in an HTTP
+#: request of their own, buffer by buffer, so nothing large is joined, masked or copied whole and
+#: small frames never queue behind a large transfer.
+INLINE_LIMIT = 1 << 20
+
+
+class FrameSink(Protocol):
+    """The receiving side of the runtime. Every method is synchronous and must not block."""
+
+    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None: ...
+
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None: ...
+
+    def deliver_undecodable(
+        self, src: str, object_id: ObjectId, error: SerializationError
+    ) -> None: ...
+
+    def deliver_abort(self, src: str, info: ErrorInfo) -> None: ...
+
+    def deliver_goodbye(self, src: str) -> None: ...
+
+    def peer_lost(self, peer: str, reason: str) -> None: ...

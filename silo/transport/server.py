@@ -1,0 +1,300 @@
+"""The receiving side of the channel: one aiohttp server per party.
+
+Three routes:
+
+* ``WS_PATH``: a websocket per peer carrying small frames; each is answered ACK or REJECT.
+* ``DATA_PATH``: one large DATA frame per request, read straight into per-buffer memory.
+* ``CONTROL_PATH``: error, abort and goodbye frames, on a path of their own so they never wait
+  behind data.
+
+Every request names its job and party in headers; a request or frame of another job is refused
+with a message naming both jobs. A body larger than ``messages_max_size_in_bytes`` is refused
+from its announced length, before it is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import ssl
+import weakref
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..config import Address, CrossSiloCommConfig
+from ..errors import AddressInUseError, ProtocolError, SerializationError, TransportError
+from ..wire import (
+    PREFIX,
+    Header,
+    Kind,
+    decode_data,
+    decode_frame,
+    decode_header,
+    encode_control,
+    header_length,
+)
+from .base import (
+    CONTROL_PATH,
+    DATA_PATH,
+    HEADER_JOB,
+    HEADER_PARTY,
+    HEADER_PROTOCOL,
+    HEADER_REFUSAL,
+    WS_PATH,
+    FrameSink,
+)
+
+__all__ = ["Server"]
+
+_CONTROL_MAX = 1 << 20
+
+
+class Server:
+    """This party's listener. ``start`` binds; ``aclose`` is idempotent."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        job: str,
+        peers: set[str],
+        address: Address,
+        sink: FrameSink,
+        comm: CrossSiloCommConfig,
+        log: logging.LoggerAdapter[Any],
+        ssl_context: ssl.SSLContext | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self._party = party
+        self._job = job
+        self._peers = peers
+        self._address = address
+        self._sink = sink
+        self._comm = comm
+        self._log = log
+        self._ssl = ssl_context
+        self._sock = sock
+        self._runner: web.AppRunner | None = None
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Bind and listen. Raises :class:`AddressInUseError` naming the address if it is taken."""
+        app = web.Application(client_max_size=_CONTROL_MAX)
+        app.router.add_get(WS_PATH, self._handle_ws)
+        app.router.add_post(DATA_PATH, self._handle_data)
+        app.router.add_post(CONTROL_PATH, self._handle_control)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(runner, self._sock, ssl_context=self._ssl)
+        else:
+            site = web.TCPSite(
+                runner,
+                self._address.host,
+                self._address.port,
+                ssl_context=self._ssl,
+                reuse_address=True,
+            )
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUseError(
+                    f"party {self._party!r} cannot listen on {self._address}: "
+                    f"the address is already in use"
+                ) from exc
+            raise TransportError(
+                f"party {self._party!r} cannot listen on {self._address}: {exc}"
+            ) from exc
+        self._runner = runner
+
+    async def aclose(self) -> None:
+        """Close every peer's websocket, then the listener. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for ws in list(self._sockets):
+            try:
+                await asyncio.wait_for(ws.close(), 1.0)
+            except (OSError, asyncio.TimeoutError, RuntimeError):
+                pass
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _refuse(self, request: web.Request) -> web.Response | None:
+        """Check the request's protocol, job and party before reading anything else."""
+        job = request.headers.get(HEADER_JOB)
+        party = request.headers.get(HEADER_PARTY)
+        if request.headers.get(HEADER_PROTOCOL) != "1":
+            return _refusal(400, f"party {self._party!r} speaks silo protocol 1")
+        if job != self._job:
+            return _refusal(409, self._job_mismatch(job))
+        if party not in self._peers:
+            return _refusal(403, f"party {party!r} is not a peer of job {self._job!r}")
+        return None
+
+    def _job_mismatch(self, job: str | None) -> str:
+        return (
+            f"a frame of job {job!r} was refused by party {self._party!r}, "
+            f"which runs job {self._job!r}"
+        )
+
+    def _dispatch(
+        self, header: Header, value: object = None, decode_error: SerializationError | None = None
+    ) -> str | None:
+        """Hand a frame to the runtime. Returns a reason to refuse it, or ``None``."""
+        if header.job != self._job:
+            return self._job_mismatch(header.job)
+        if header.src not in self._peers:
+            return f"party {header.src!r} is not a peer of job {self._job!r}"
+        sink = self._sink
+        if header.kind is Kind.DATA:
+            if decode_error is not None:
+                sink.deliver_undecodable(header.src, header.object_id, decode_error)
+                return f"party {self._party!r} refused object {header.object_id}: {decode_error}"
+            sink.deliver_data(header.src, header.object_id, value)
+        elif header.kind is Kind.ERROR:
+            sink.deliver_error(header.src, header.object_id, header.error_info())
+        elif header.kind is Kind.ABORT:
+            sink.deliver_abort(header.src, header.error_info())
+        elif header.kind is Kind.GOODBYE:
+            sink.deliver_goodbye(header.src)
+        else:
+            return f"unexpected {header.kind.name} frame"
+        return None
+
+    def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
+        """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``."""
+        header, body = decode_frame(frame)
+        if header.kind is not Kind.DATA:
+            return header.msg_id, self._dispatch(header)
+        if header.job != self._job:
+            return header.msg_id, self._job_mismatch(header.job)
+        try:
+            value = decode_data(header, body, self._comm.serializing_allowed_list)
+        except SerializationError as exc:
+            return header.msg_id, self._dispatch(header, decode_error=exc)
+        return header.msg_id, self._dispatch(header, value)
+
+    def _answer(self, msg_id: int, refusal: str | None) -> bytes:
+        if refusal is None:
+            return encode_control(Kind.ACK, self._job, self._party, msg_id).head
+        self._log.warning("refused a frame: %s", refusal)
+        return encode_control(Kind.REJECT, self._job, self._party, msg_id, extra=refusal).head
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
+        ws = web.WebSocketResponse(
+            max_msg_size=self._comm.messages_max_size_in_bytes, compress=False, autoping=True
+        )
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        peer = request.headers[HEADER_PARTY]
+        async for msg in ws:
+            if msg.type is not WSMsgType.BINARY:
+                if msg.type is WSMsgType.ERROR:
+                    self._log.warning("websocket from %s failed: %s", peer, ws.exception())
+                continue
+            try:
+                msg_id, refusal_text = self._receive_inline(msg.data)
+            except ProtocolError as exc:
+                self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
+                await ws.close(code=1002, message=str(exc)[:120].encode())
+                break
+            try:
+                await ws.send_bytes(self._answer(msg_id, refusal_text))
+            except ConnectionError:
+                break
+        return ws
+
+    async def _handle_data(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
+        length = request.content_length
+        limit = self._comm.messages_max_size_in_bytes
+        if length is None:
+            return web.Response(status=411, text="a data frame needs a Content-Length")
+        if length > limit:
+            text = (
+                f"a frame of {length} bytes exceeds party {self._party!r}'s "
+                f"messages_max_size_in_bytes ({limit})"
+            )
+            self._log.warning("refused a frame: %s", text)
+            return _refusal(413, text)
+        try:
+            header, parts = await _read_data_frame(request, length)
+        except ProtocolError as exc:
+            self._log.warning(
+                "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
+            )
+            return web.Response(status=400, text=str(exc))
+        try:
+            value = decode_data(header, parts, self._comm.serializing_allowed_list)
+        except SerializationError as exc:
+            refusal_text = self._dispatch(header, decode_error=exc)
+        else:
+            refusal_text = self._dispatch(header, value)
+        return web.Response(body=self._answer(header.msg_id, refusal_text))
+
+    async def _handle_control(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
+        if (request.content_length or 0) > _CONTROL_MAX:
+            return web.Response(status=413, text="control frame too large")
+        try:
+            header, _ = decode_frame(await request.read())
+            if header.kind is Kind.DATA:
+                raise ProtocolError("data frames do not belong on the control path")
+        except ProtocolError as exc:
+            return web.Response(status=400, text=str(exc))
+        return web.Response(body=self._answer(header.msg_id, self._dispatch(header)))
+
+
+def _refusal(status: int, text: str) -> web.Response:
+    """A refusal whose reason is also in a header, where a websocket client can read it."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return web.Response(status=status, text=text, headers={HEADER_REFUSAL: ascii_text})
+
+
+async def _read_data_frame(request: web.Request, length: int) -> tuple[Header, list[Any]]:
+    """Read a streamed DATA frame: the header, then each part straight into its own memory."""
+    content = request.content
+    try:
+        prefix = await content.readexactly(PREFIX.size)
+        header = decode_header(await content.readexactly(header_length(prefix)))
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError("data frame truncated in its header") from exc
+    if header.kind is not Kind.DATA:
+        raise ProtocolError(f"expected a DATA frame, got {header.kind.name}")
+    pickle_len, buffer_lens = header.data_layout()
+    head_len = PREFIX.size + header_length(prefix)
+    if head_len + pickle_len + sum(buffer_lens) != length:
+        raise ProtocolError(
+            f"data frame announces {head_len + pickle_len + sum(buffer_lens)} "
+            f"bytes but Content-Length is {length}"
+        )
+    parts = [bytearray(n) for n in (pickle_len, *buffer_lens)]
+    pending = b""
+    for part in parts:
+        view = memoryview(part)
+        filled = 0
+        while filled < len(view):
+            if not pending:
+                pending, _ = await content.readchunk()
+                if not pending:
+                    raise ProtocolError("data frame truncated in its body")
+            take = min(len(pending), len(view) - filled)
+            view[filled : filled + take] = pending[:take] if take < len(pending) else pending
+            filled += take
+            pending = pending[take:] if take < len(pending) else b""
+    return header, parts

@@ -1,0 +1,288 @@
+"""Frames on the wire: synchronous, pure encode and decode, testable without a loop.
+
+A frame is ``u32 header length | msgpack header | body``. The header is a msgpack array::
+
+    [version, kind, job, src_party, msg_id, seq, index, extra]
+
+``(seq, index)`` is the object id the frame is about (``0, 0`` when none). ``extra`` depends on
+the kind:
+
+=========  ==========================================================================
+DATA       ``[pickle_len, [buffer_len, ...]]``; the body is the pickle stream followed
+           by the out-of-band buffers, back to back
+ERROR      ``[origin, type_name, message, traceback]`` (the last three may be nil);
+           the object failed at ``origin``. Plain msgpack, never pickled.
+ABORT      as ERROR, not tied to an object: the sender's program failed
+ACK        nil: the receiver stored message ``msg_id``
+REJECT     a reason string: the receiver refused ``msg_id`` for good
+GOODBYE    nil: the sender shut down cleanly and will send nothing more
+=========  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from . import serde
+from .errors import FedRemoteError, ProtocolError, RemoteCause
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ErrorInfo",
+    "Header",
+    "Kind",
+    "ObjectId",
+    "OutFrame",
+    "decode_data",
+    "decode_frame",
+    "decode_header",
+    "encode_data",
+    "encode_header",
+    "header_length",
+]
+
+PROTOCOL_VERSION = 1
+PREFIX = struct.Struct("!I")
+MAX_HEADER = 1 << 20
+
+ObjectId = tuple[int, int]
+
+
+class Kind(IntEnum):
+    DATA = 1
+    ERROR = 2
+    ABORT = 3
+    ACK = 4
+    REJECT = 5
+    GOODBYE = 6
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as it crosses the wire: the origin party and, if exposed, what it was."""
+
+    origin: str
+    type_name: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+    def to_exception(self) -> FedRemoteError:
+        cause = None
+        if self.type_name is not None:
+            cause = RemoteCause(self.type_name, self.message or "", self.traceback or "")
+        return FedRemoteError(self.origin, cause)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, party: str, expose: bool) -> ErrorInfo:
+        """Describe ``exc`` raised in ``party``; a cascading FedRemoteError keeps its origin."""
+        if isinstance(exc, FedRemoteError):
+            if expose and exc.cause is not None:
+                return cls(
+                    exc.src_party, exc.cause.type_name, exc.cause.message, exc.cause.traceback
+                )
+            if expose and type(exc) is not FedRemoteError:
+                return cls(exc.src_party, type(exc).__name__, str(exc), "")
+            return cls(exc.src_party)
+        if not expose:
+            return cls(party)
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(party, type(exc).__qualname__, str(exc), text)
+
+    def to_wire(self) -> list[str | None]:
+        return [self.origin, self.type_name, self.message, self.traceback]
+
+
+@dataclass(frozen=True)
+class Header:
+    kind: Kind
+    job: str
+    src: str
+    msg_id: int = 0
+    seq: int = 0
+    index: int = 0
+    extra: Any = None
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def object_id(self) -> ObjectId:
+        return (self.seq, self.index)
+
+    def error_info(self) -> ErrorInfo:
+        """The ErrorInfo of an ERROR or ABORT header (validated by :func:`decode_header`)."""
+        origin, type_name, message, trace = self.extra
+        return ErrorInfo(origin, type_name, message, trace)
+
+    def data_layout(self) -> tuple[int, list[int]]:
+        """``(pickle_len, buffer_lens)`` of a DATA header (validated by :func:`decode_header`)."""
+        pickle_len, buffer_lens = self.extra
+        return pickle_len, buffer_lens
+
+
+@dataclass(frozen=True)
+class OutFrame:
+    """An encoded frame: the prefixed header and the body segments, which are not copied."""
+
+    header: Header
+    head: bytes
+    segments: Sequence[bytes | memoryview]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.head) + sum(len(s) for s in self.segments)
+
+    def join(self) -> bytes:
+        """The whole frame as one bytes object (for small frames)."""
+        return b"".join((self.head, *self.segments))
+
+
+def encode_header(header: Header) -> bytes:
+    """The ``u32 length | msgpack header`` prefix of a frame."""
+    packed: bytes = msgpack.packb(
+        [
+            header.version,
+            int(header.kind),
+            header.job,
+            header.src,
+            header.msg_id,
+            header.seq,
+            header.index,
+            header.extra,
+        ]
+    )
+    return PREFIX.pack(len(packed)) + packed
+
+
+def header_length(prefix: bytes | memoryview) -> int:
+    """The header length announced by the first four bytes of a frame."""
+    if len(prefix) < PREFIX.size:
+        raise ProtocolError(f"frame too short: {len(prefix)} bytes")
+    (length,) = PREFIX.unpack_from(prefix)
+    if not 0 < length <= MAX_HEADER:
+        raise ProtocolError(f"frame header length {length} out of range")
+    return int(length)
+
+
+def _check_error_extra(extra: object) -> None:
+    if not (
+        isinstance(extra, list)
+        and len(extra) == 4
+        and isinstance(extra[0], str)
+        and all(v is None or isinstance(v, str) for v in extra[1:])
+    ):
+        raise ProtocolError(f"malformed error fields: {extra!r:.200}")
+
+
+def _check_data_extra(extra: object) -> None:
+    if not (
+        isinstance(extra, list)
+        and len(extra) == 2
+        and isinstance(extra[0], int)
+        and extra[0] >= 0
+        and isinstance(extra[1], list)
+        and all(isinstance(n, int) and n >= 0 for n in extra[1])
+    ):
+        raise ProtocolError(f"malformed data layout: {extra!r:.200}")
+
+
+def decode_header(raw: bytes | memoryview) -> Header:
+    """Decode and validate a msgpack header; raises :class:`ProtocolError` when malformed."""
+    try:
+        fields = msgpack.unpackb(raw, use_list=True, raw=False)
+    except Exception as exc:
+        raise ProtocolError(f"undecodable frame header: {exc}") from exc
+    if not isinstance(fields, list) or len(fields) != 8:
+        raise ProtocolError("frame header is not an 8-field array")
+    version, kind, job, src, msg_id, seq, index, extra = fields
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported (this party speaks {PROTOCOL_VERSION})"
+        )
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown frame kind {kind!r}") from None
+    if not (isinstance(job, str) and isinstance(src, str)):
+        raise ProtocolError("frame job and source party must be strings")
+    for name, value in (("msg_id", msg_id), ("seq", seq), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ProtocolError(f"frame {name} must be a non-negative integer, got {value!r:.50}")
+    if kind in (Kind.ERROR, Kind.ABORT):
+        _check_error_extra(extra)
+    elif kind is Kind.DATA:
+        _check_data_extra(extra)
+    elif kind is Kind.REJECT and not isinstance(extra, str):
+        raise ProtocolError("reject frame without a reason")
+    return Header(kind, job, src, msg_id, seq, index, extra, version)
+
+
+def decode_frame(frame: bytes | memoryview) -> tuple[Header, memoryview]:
+    """Split a whole frame into its header and a view of its body."""
+    view = memoryview(frame)
+    length = header_length(view[: PREFIX.size])
+    end = PREFIX.size + length
+    if len(view) < end:
+        raise ProtocolError(f"frame truncated: header needs {end} bytes, got {len(view)}")
+    header = decode_header(view[PREFIX.size : end])
+    body = view[end:]
+    if header.kind is Kind.DATA:
+        pickle_len, buffer_lens = header.data_layout()
+        if pickle_len + sum(buffer_lens) != len(body):
+            raise ProtocolError(
+                f"data frame body is {len(body)} bytes, header announces "
+                f"{pickle_len + sum(buffer_lens)}"
+            )
+    return header, body
+
+
+def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: object) -> OutFrame:
+    """A DATA frame for ``value``; large buffers stay as uncopied segments."""
+    data, buffers = serde.dumps(value)
+    header = Header(
+        Kind.DATA,
+        job,
+        src,
+        msg_id,
+        object_id[0],
+        object_id[1],
+        [len(data), [b.nbytes for b in buffers]],
+    )
+    return OutFrame(header, encode_header(header), [data, *buffers])
+
+
+def encode_control(
+    kind: Kind, job: str, src: str, msg_id: int = 0, object_id: ObjectId = (0, 0), extra: Any = None
+) -> OutFrame:
+    """A frame with no body (ERROR, ABORT, ACK, REJECT, GOODBYE)."""
+    header = Header(kind, job, src, msg_id, object_id[0], object_id[1], extra)
+    return OutFrame(header, encode_header(header), ())
+
+
+def decode_data(
+    header: Header,
+    body: memoryview | Sequence[Any],
+    allowed: Mapping[str, tuple[str, ...] | str] | None,
+) -> object:
+    """Rebuild the value of a DATA frame.
+
+    ``body`` is either the whole contiguous body or ``[pickle_bytes, buffer, ...]`` already split
+    (the streaming receiver reads each buffer into its own memory).
+    """
+    pickle_len, buffer_lens = header.data_layout()
+    if isinstance(body, memoryview):
+        parts: list[Any] = []
+        offset = pickle_len
+        for n in buffer_lens:
+            # A private, writable copy: arrays rebuilt over it can be modified in place.
+            parts.append(bytearray(body[offset : offset + n]))
+            offset += n
+        return serde.loads(body[:pickle_len], parts, allowed)
+    parts = list(body)
+    return serde.loads(parts[0], parts[1:], allowed)
