@@ -12,7 +12,13 @@ from typing import Any, Generic, TypeVar, overload
 
 from . import context
 from .config import Config, TLSConfig, parse_addresses, parse_config, parse_tls_config
-from .errors import ConfigError, FedRemoteError, NoRuntimeError, SendingFailure
+from .errors import (
+    ConfigError,
+    FedRemoteError,
+    NoRuntimeError,
+    RuntimeClosedError,
+    SendingFailure,
+)
 from .graph import FedObject
 from .log import configure_logging
 from .runtime import Runtime
@@ -54,7 +60,7 @@ def _check_party(name: object) -> str:
         raise ValueError(f"party: expected a party name, got {name!r}")
     try:
         runtime = context.current_runtime()
-    except NoRuntimeError:
+    except (NoRuntimeError, RuntimeClosedError):
         return name
     if name not in runtime.addresses:
         raise ValueError(
@@ -378,7 +384,7 @@ async def shutdown() -> None:
     """Intended shutdown of the current runtime; idempotent, a no-op without one."""
     try:
         runtime = context.current_runtime()
-    except NoRuntimeError:
+    except (NoRuntimeError, RuntimeClosedError):
         return
     await runtime.shutdown()
 

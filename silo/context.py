@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from .errors import NoRuntimeError
+from .errors import NoRuntimeError, RuntimeClosedError
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -52,7 +52,8 @@ def set_current(runtime: Runtime | None) -> None:
 def current_runtime() -> Runtime:
     """The runtime of this context, else the only active one.
 
-    Raises :class:`NoRuntimeError` when there is none, or several and none is current here.
+    Raises :class:`NoRuntimeError` when there is none, or several and none is current here;
+    :class:`RuntimeClosedError` when this context's runtime is shut down and no other is active.
     """
     runtime = _current.get()
     if runtime is not None and not runtime.closed:
@@ -62,6 +63,8 @@ def current_runtime() -> Runtime:
         only: Runtime = active[0]
         return only
     if not active:
+        if runtime is not None:
+            raise RuntimeClosedError(f"the silo runtime of party {runtime.party!r} is shut down")
         raise NoRuntimeError("no silo runtime is active: call silo.init(...) first")
     names = ", ".join(sorted(rt.party for rt in active))
     raise NoRuntimeError(

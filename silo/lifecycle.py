@@ -12,7 +12,9 @@ Then, in every case and whatever failed before: stop actors and worker threads, 
 channel, restore the loop's signal and exception handlers, leave the registry, mark the runtime
 finished. With ``exit_on_sending_failure`` and a sending failure, the process then exits with
 status 1 (``SystemExit`` raised from a loop callback, which ends ``asyncio.run`` however the
-program was parked).
+program was parked). After SIGINT or SIGTERM, the task that called ``init`` is cancelled; the
+end of ``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
+``SystemExit(143)`` (SIGTERM), as the signal would have done without silo.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
             runtime.loop.call_soon(_exit_process)
+        elif request.reason is Reason.SIGNAL and runtime.main_task is not None:
+            runtime.main_task.cancel(f"silo: {request.detail}")
 
 
 async def _stop_cleanly(runtime: Runtime) -> None:
@@ -201,7 +205,8 @@ async def _stop_cleanly(runtime: Runtime) -> None:
         actor.finish()
     while runtime.pending_calls or runtime.pending_sends or runtime.actor_tasks:
         await asyncio.wait([*runtime.pending_calls, *runtime.pending_sends, *runtime.actor_tasks])
-    await _say(runtime, _live_peers(runtime), runtime.transport.send_goodbye, "goodbye")
+    connected = [p for p in _live_peers(runtime) if runtime.transport.links[p].connected]
+    await _say(runtime, connected, runtime.transport.send_goodbye, "goodbye")
 
 
 async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:

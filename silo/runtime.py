@@ -48,6 +48,7 @@ class PeerState(Enum):
     LOST = "lost"
     ABORTED = "aborted"
     UNREACHABLE = "unreachable"
+    SILENT = "silent"
 
 
 class Runtime:
@@ -267,6 +268,8 @@ class Runtime:
             )
         elif state is PeerState.LOST:
             fut.set_exception(PeerUnavailableError(owner, f"{owner} is gone"))
+        elif state is PeerState.SILENT:
+            fut.set_exception(PeerUnavailableError(owner, f"{owner} never answered"))
         elif self.shutdown_request is not None:
             fut.set_exception(self.shutdown_error())
 
@@ -492,13 +495,7 @@ class Runtime:
         """Record a sending failure; the handler runs once, for the first."""
         from . import lifecycle
 
-        self.log.error(
-            "sending failure: party %s, peer %s, object %s: %s",
-            self.party,
-            failure.peer,
-            failure.object_id,
-            failure,
-        )
+        self.log.error("sending failure: %s", failure)
         if self._peer_state.get(failure.peer) is PeerState.LIVE:
             self._peer_state[failure.peer] = PeerState.UNREACHABLE
         self.sending_failures.append(failure)
@@ -562,6 +559,17 @@ class Runtime:
         self.log.error("%s", error)
         self.fail_pending(error, remote_only=True)
         self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
+
+    def peer_silent(self, peer: str, reason: str) -> None:
+        """Fail what this party awaits from a peer that never came; the runtime goes on."""
+        if self.shutdown_request is not None or self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self._peer_state[peer] = PeerState.SILENT
+        self.log.error("%s", reason)
+        error = PeerUnavailableError(peer, reason)
+        for object_id, fut in self._objects.items():
+            if not fut.done() and self._owner_of[object_id] == peer:
+                fut.set_exception(error)
 
     def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
         """Fail every object still awaited (only those owned by peers if ``remote_only``)."""

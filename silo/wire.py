@@ -21,7 +21,9 @@ GOODBYE    nil: the sender shut down cleanly and will send nothing more
 
 from __future__ import annotations
 
+import os
 import struct
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -63,6 +65,22 @@ class Kind(IntEnum):
     GOODBYE = 6
 
 
+_SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without silo's own frames: what the user's code did."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_SILO_DIR)
+    ]
+    head = "Traceback (most recent call last):\n" if frames else ""
+    return (
+        head
+        + "".join(traceback.format_list(frames))
+        + "".join(traceback.format_exception_only(type(exc), exc))
+    )
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     """A failure as it crosses the wire: the origin party and, if exposed, what it was."""
@@ -91,10 +109,7 @@ class ErrorInfo:
             return cls(exc.src_party)
         if not expose:
             return cls(party)
-        import traceback
-
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(party, type(exc).__qualname__, str(exc), text)
+        return cls(party, type(exc).__qualname__, str(exc), user_traceback(exc))
 
     def to_wire(self) -> list[str | None]:
         return [self.origin, self.type_name, self.message, self.traceback]

@@ -55,7 +55,7 @@ class Transport:
                 address=a,
                 comm=comm,
                 log=log,
-                on_lost=sink.peer_lost,
+                events=sink,
                 ssl_context=client_ssl,
             )
             for p, a in peers.items()

@@ -48,4 +48,8 @@ class FrameSink(Protocol):
 
     def deliver_goodbye(self, src: str) -> None: ...
 
-    def peer_lost(self, peer: str, reason: str) -> None: ...
+    def peer_lost(self, peer: str, reason: str) -> None:
+        """The peer's process went away without saying goodbye."""
+
+    def peer_silent(self, peer: str, reason: str) -> None:
+        """The peer has not answered once since this party started, for ``timeout_in_ms``."""

@@ -16,7 +16,7 @@ import asyncio
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -33,12 +33,14 @@ from .base import (
     HEADER_REFUSAL,
     INLINE_LIMIT,
     WS_PATH,
+    FrameSink,
 )
 
 __all__ = ["PeerLink"]
 
 _STREAM_CHUNK = 4 << 20
 _HEARTBEAT_S = 10.0
+_REFUSAL_GRACE_S = 1.0
 _REFUSED_STATUSES = frozenset({400, 403, 409, 411, 413})
 
 
@@ -58,7 +60,7 @@ class PeerLink:
         address: Address,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
-        on_lost: Callable[[str, str], None],
+        events: FrameSink,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.peer = peer
@@ -66,21 +68,26 @@ class PeerLink:
         self._job = job
         self._comm = comm
         self._log = log
-        self._on_lost = on_lost
+        self._events = events
         self._ssl = ssl_context
         scheme = "https" if ssl_context else "http"
         self._base = f"{scheme}://{address.host}:{address.port}"
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._connected = asyncio.Event()
+        self._settled = asyncio.Event()
         self._answers: dict[int, asyncio.Future[Header]] = {}
         self._msg_ids = itertools.count(1)
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._finished = False
         self._ever_connected = False
+        self._silence_reported = False
         self._gone: str | None = None
         self._refusal: str | None = None
+        # The peer's port may still serve its previous job for a moment (init twice on the same
+        # ports): a refusal becomes final only when it lasts this long.
+        self._refusal_grace = min(_REFUSAL_GRACE_S, comm.timeout_s / 4)
 
     @property
     def connected(self) -> bool:
@@ -110,20 +117,30 @@ class PeerLink:
     def peer_finished(self) -> None:
         """The peer said goodbye: its channel closing next is expected, not a loss."""
         self._finished = True
+        self._settled.set()
 
     async def wait_connected(self, timeout: float) -> bool:
-        """Wait until the peer's listener has answered once; ``False`` on timeout."""
+        """Wait until the peer's listener answers; ``False`` on timeout or once the link is over
+        (the peer finished, was lost or refused us, or we are closing)."""
+        if self._connected.is_set():
+            return True
+        waiters = [
+            asyncio.ensure_future(self._connected.wait()),
+            asyncio.ensure_future(self._settled.wait()),
+        ]
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self._connected.is_set()
 
     async def aclose(self) -> None:
         """Stop reconnecting, close the websocket and the session. Idempotent."""
         if self._closing:
             return
         self._closing = True
+        self._settled.set()
         self._fail_answers(_Broken("closing"))
         try:
             if self._ws is not None:
@@ -198,13 +215,17 @@ class PeerLink:
             raise self._failure(self._gone, object_id)
         if self._closing:
             raise self._failure("this party is shutting down", object_id)
+        if self._finished and not self._connected.is_set():
+            raise self._failure(f"{self.peer!r} has shut down", object_id)
         if not self._connected.is_set():
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or not await self.wait_connected(remaining):
-                raise self._failure(
-                    f"{self.peer!r} did not answer within {self._comm.timeout_in_ms} ms", object_id
-                )
-            await self._ready(deadline, object_id)
+            if remaining > 0 and await self.wait_connected(remaining):
+                return
+            if self._settled.is_set():
+                await self._ready(deadline, object_id)
+            raise self._failure(
+                f"{self.peer!r} did not answer within {self._comm.timeout_in_ms} ms", object_id
+            )
 
     async def _send_inline(self, frame: OutFrame, timeout: float) -> None:
         ws = self._ws
@@ -255,6 +276,8 @@ class PeerLink:
         assert self._session is not None
         policy = self._comm.retry_policy
         attempt = 0
+        first_refusal = 0.0
+        started = asyncio.get_running_loop().time()
         while not self._closing:
             try:
                 ws = await self._session.ws_connect(
@@ -265,15 +288,19 @@ class PeerLink:
                     max_msg_size=0,
                 )
             except aiohttp.WSServerHandshakeError as exc:
-                if exc.status in _REFUSED_STATUSES:
-                    why = (
-                        exc.headers.get(HEADER_REFUSAL) if exc.headers else None
-                    ) or f"HTTP {exc.status}"
-                    self._refusal = f"{self.peer!r} refused the channel: {why}"
-                    self._log.error("%s", self._refusal)
-                    self._fail_answers(_Broken(self._refusal))
-                    return
                 attempt += 1
+                if exc.status in _REFUSED_STATUSES:
+                    now = asyncio.get_running_loop().time()
+                    first_refusal = first_refusal or now
+                    if now - first_refusal >= self._refusal_grace:
+                        why = exc.headers.get(HEADER_REFUSAL) if exc.headers else None
+                        self._refusal = f"{self.peer!r} refused the channel: {why or exc.status}"
+                        self._log.error("%s", self._refusal)
+                        self._fail_answers(_Broken(self._refusal))
+                        self._settled.set()
+                        return
+                    await asyncio.sleep(min(policy.backoff_s(attempt), 0.1))
+                    continue
             except (aiohttp.ClientError, OSError) as exc:
                 if self._ever_connected and not self._finished:
                     self._lose(
@@ -282,12 +309,15 @@ class PeerLink:
                     )
                     return
                 attempt += 1
+                self._check_silence(started)
             else:
+                self._log.debug("connected to %s after %d failed attempts", self.peer, attempt)
                 attempt = 0
                 self._ws = ws
                 self._ever_connected = True
                 self._connected.set()
                 await self._read_answers(ws)
+                self._log.debug("websocket to %s closed (%s)", self.peer, ws.close_code)
                 self._connected.clear()
                 self._ws = None
                 self._fail_answers(_Broken("websocket closed"))
@@ -295,6 +325,16 @@ class PeerLink:
                     return
                 continue
             await asyncio.sleep(policy.backoff_s(attempt))
+
+    def _check_silence(self, started: float) -> None:
+        """Tell the runtime once if the peer never answered within ``timeout_in_ms``."""
+        if self._ever_connected or self._silence_reported:
+            return
+        if asyncio.get_running_loop().time() - started >= self._comm.timeout_s:
+            self._silence_reported = True
+            self._events.peer_silent(
+                self.peer, f"{self.peer} did not answer within {self._comm.timeout_in_ms} ms"
+            )
 
     async def _read_answers(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         async for msg in ws:
@@ -317,8 +357,9 @@ class PeerLink:
 
     def _lose(self, why: str) -> None:
         self._gone = why
+        self._settled.set()
         self._fail_answers(_Broken(why))
-        self._on_lost(self.peer, why)
+        self._events.peer_lost(self.peer, why)
 
 
 async def _stream(frame: OutFrame) -> AsyncIterator[bytes | memoryview]:

@@ -50,6 +50,7 @@ from .base import (
 __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
+_SHUTDOWN_GRACE = 2.0
 
 
 class Server:
@@ -87,7 +88,9 @@ class Server:
         app.router.add_get(WS_PATH, self._handle_ws)
         app.router.add_post(DATA_PATH, self._handle_data)
         app.router.add_post(CONTROL_PATH, self._handle_control)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE
+        )
         await runner.setup()
         site: web.BaseSite
         if self._sock is not None:

@@ -1,0 +1,443 @@
+"""Federation files: the YAML that ``python -m silo run`` reads.
+
+:func:`load_federation` reads one file into a frozen :class:`Federation`. Every problem raises
+:class:`~silo.errors.ConfigError` whose message names the file, the key (dotted:
+``parties.bob.address``) and what was expected. Values shared with ``silo.init`` are checked by
+the same functions ``init`` uses (:mod:`silo.config`). :func:`load_program` imports the program
+and returns its entry point.
+
+Schema (see ``docs/cli.md``)::
+
+    job_name: quickstart                  # required, non-empty string
+    program: quickstart.py                # required: file relative to this YAML, "file.py:func",
+                                          # "pkg.module" or "pkg.module:func" (default func: main)
+    parties:                              # required, at least one party
+      alice: {address: "127.0.0.1:12010"} # required; with TLS also cert: and key: (paths)
+      bob: {address: "127.0.0.1:12011"}
+    party: alice                          # optional; --party overrides
+    cross_silo_comm: {timeout_in_ms: 60000}   # optional, as in silo.init's config
+    barrier_on_initializing: false        # optional
+    tls: {ca_cert: ca.pem}                # optional; then every party needs cert and key
+    logging: {level: info}                # optional: debug, info, warning, error, critical
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import yaml
+
+from .config import Address, Config, TLSConfig, parse_address, parse_config, parse_tls_config
+from .errors import ConfigError
+from .log import LEVELS
+
+__all__ = [
+    "Federation",
+    "PartySpec",
+    "ProgramSpec",
+    "is_local_host",
+    "load_federation",
+    "load_program",
+]
+
+_TOP_KEYS = {
+    "job_name": "a non-empty string naming the job",
+    "program": "a file path or 'pkg.module:func'",
+    "parties": "a mapping of party name to {address: 'host:port'}",
+    "party": "the party to run (optional)",
+    "cross_silo_comm": "a mapping (optional)",
+    "barrier_on_initializing": "true or false (optional)",
+    "tls": "a mapping {ca_cert: path} (optional)",
+    "logging": "a mapping {level: name} (optional)",
+}
+_REQUIRED = ("job_name", "program", "parties")
+_PARTY_KEYS = ("address", "cert", "key")
+_LOCAL_HOSTS = frozenset({"localhost", "::1", "ip6-localhost"})
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    """One entry of ``parties``: its address, and its TLS certificate and key if any."""
+
+    name: str
+    address: Address
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """The program to run: a file (``path``) or an importable ``module``, and the function."""
+
+    path: Path | None
+    module: str | None
+    func: str = "main"
+
+    def __str__(self) -> str:
+        return f"{self.path if self.path is not None else self.module}:{self.func}"
+
+
+@dataclass(frozen=True)
+class Federation:
+    """A validated federation file. ``source`` is the file as the user named it."""
+
+    source: str
+    job_name: str
+    program: ProgramSpec
+    parties: Mapping[str, PartySpec]
+    party: str | None
+    config: Config
+    ca_cert: Path | None
+    logging_level: str
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """``{party: "host:port"}`` as ``silo.init`` takes it."""
+        return {name: str(spec.address) for name, spec in self.parties.items()}
+
+    @property
+    def all_local(self) -> bool:
+        """Whether every party's address is on this machine (loopback)."""
+        return all(is_local_host(spec.address.host) for spec in self.parties.values())
+
+    def check_party(self, party: str, *, key: str = "--party") -> str:
+        """Return ``party`` if the file names it, else raise :class:`ConfigError` naming ``key``."""
+        if party not in self.parties:
+            raise ConfigError(
+                f"{self.source}: {key}: expected one of {', '.join(self.parties)}, got {party!r}"
+            )
+        return party
+
+    def tls_for(self, party: str) -> TLSConfig | None:
+        """The ``tls_config`` for ``party``, or ``None`` without TLS.
+
+        Raises :class:`ConfigError` naming the key when one of its files does not exist.
+        """
+        if self.ca_cert is None:
+            return None
+        spec = self.parties[party]
+        assert spec.cert is not None and spec.key is not None
+        for key, path in (
+            ("tls.ca_cert", self.ca_cert),
+            (f"parties.{party}.cert", spec.cert),
+            (f"parties.{party}.key", spec.key),
+        ):
+            if not path.is_file():
+                raise ConfigError(f"{self.source}: {key}: expected an existing file, got '{path}'")
+        return parse_tls_config(
+            {"ca_cert": str(self.ca_cert), "cert": str(spec.cert), "key": str(spec.key)}
+        )
+
+
+def is_local_host(host: str) -> bool:
+    """``127.x.y.z``, ``localhost`` and ``::1`` are this machine."""
+    return host.lower() in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if isinstance(key, str | int | float | bool) and key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+class _Checker:
+    """Builds messages that start with the file name."""
+
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+
+    def error(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {expected}")
+
+    def mapping(self, key: str, value: object) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(key, f"expected a mapping, got {_describe(value)}")
+        for name in value:
+            if not isinstance(name, str):
+                raise self.error(key, f"expected string keys, got {_describe(name)}")
+        return value
+
+    def known(self, key: str | None, given: Mapping[str, Any], known: list[str]) -> None:
+        for name in given:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                where = f"{self.source}: {key}:" if key else f"{self.source}:"
+                raise ConfigError(
+                    f"{where} unknown key {name!r}{hint}; expected one of: {', '.join(known)}"
+                )
+
+    def string(self, key: str, value: object) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
+        return value
+
+    def path(self, key: str, value: object) -> Path:
+        return self.base / Path(self.string(key, value)).expanduser()
+
+    def wrap(self, exc: ConfigError) -> ConfigError:
+        """Re-word a :mod:`silo.config` message: ``config['a']['b']`` becomes ``a.b``."""
+        text = re.sub(
+            r"config((?:\[[^\]]*\])+)",
+            lambda m: ".".join(part.strip("'\"") for part in re.findall(r"\[([^\]]*)\]", m[1])),
+            str(exc),
+        )
+        return ConfigError(f"{self.source}: {text}")
+
+
+def load_federation(file: str | Path) -> Federation:
+    """Read and validate a federation file.
+
+    Raises :class:`ConfigError` (its message names the file, the key and what was expected) for
+    a missing or unreadable file, malformed YAML, a missing or unknown key, a value of the wrong
+    type, a program file that does not exist, or TLS settings that are incomplete.
+    """
+    source = str(file)
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{source}: cannot read the federation file: {reason}") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_reason(exc)}") from None
+    check = _Checker(source, path.resolve().parent)
+    if raw is None:
+        raise ConfigError(f"{source}: expected a mapping with {', '.join(_REQUIRED)}; it is empty")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{source}: expected a mapping with {', '.join(_REQUIRED)} at the top level, "
+            f"got {_describe(raw)}"
+        )
+    top = check.mapping("(top level)", raw)
+    check.known(None, top, list(_TOP_KEYS))
+    for key in _REQUIRED:
+        if key not in top:
+            raise check.error(key, f"missing; expected {_TOP_KEYS[key]}")
+    ca_cert = _parse_tls(check, top.get("tls"))
+    parties = _parse_parties(check, top["parties"], tls=ca_cert is not None)
+    party = top.get("party")
+    if party is not None and party not in parties:
+        raise check.error("party", f"expected one of {', '.join(parties)}, got {_describe(party)}")
+    try:
+        config = parse_config(
+            {
+                "cross_silo_comm": top.get("cross_silo_comm") or {},
+                "barrier_on_initializing": top.get("barrier_on_initializing", False),
+            }
+        )
+    except ConfigError as exc:
+        raise check.wrap(exc) from None
+    return Federation(
+        source=source,
+        job_name=check.string("job_name", top["job_name"]),
+        program=_parse_program(check, top["program"]),
+        parties=MappingProxyType(parties),
+        party=party,
+        config=config,
+        ca_cert=ca_cert,
+        logging_level=_parse_logging(check, top.get("logging")),
+    )
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _parse_parties(check: _Checker, raw: object, *, tls: bool) -> dict[str, PartySpec]:
+    given = check.mapping("parties", raw)
+    if not given:
+        raise check.error("parties", "expected at least one party, got an empty mapping")
+    parties: dict[str, PartySpec] = {}
+    owner_of: dict[Address, str] = {}
+    for name, entry in given.items():
+        key = f"parties.{name}"
+        if not name.strip():
+            raise check.error("parties", f"expected non-empty party names, got {name!r}")
+        fields = check.mapping(key, entry)
+        check.known(key, fields, list(_PARTY_KEYS))
+        if "address" not in fields:
+            raise check.error(f"{key}.address", "missing; expected 'host:port'")
+        try:
+            address = parse_address(f"{key}.address", fields["address"])
+        except ConfigError as exc:
+            raise ConfigError(f"{check.source}: {exc}") from None
+        if address in owner_of:
+            raise check.error(
+                f"{key}.address",
+                f"expected a distinct address, {address} is also {owner_of[address]}'s",
+            )
+        owner_of[address] = name
+        cert = check.path(f"{key}.cert", fields["cert"]) if "cert" in fields else None
+        tls_key = check.path(f"{key}.key", fields["key"]) if "key" in fields else None
+        if tls and (cert is None or tls_key is None):
+            missing = "cert" if cert is None else "key"
+            raise check.error(f"{key}.{missing}", "missing; expected a file path since tls is set")
+        if not tls and (cert is not None or tls_key is not None):
+            present = "cert" if cert is not None else "key"
+            raise check.error(f"{key}.{present}", "needs tls.ca_cert to be set as well")
+        parties[name] = PartySpec(name, address, cert, tls_key)
+    return parties
+
+
+def _parse_tls(check: _Checker, raw: object) -> Path | None:
+    if raw is None:
+        return None
+    given = check.mapping("tls", raw)
+    check.known("tls", given, ["ca_cert"])
+    if "ca_cert" not in given:
+        raise check.error("tls.ca_cert", "missing; expected the path of the CA certificate")
+    return check.path("tls.ca_cert", given["ca_cert"])
+
+
+def _parse_logging(check: _Checker, raw: object) -> str:
+    if raw is None:
+        return "info"
+    given = check.mapping("logging", raw)
+    check.known("logging", given, ["level"])
+    level = given.get("level", "info")
+    if not isinstance(level, str) or level.lower() not in LEVELS:
+        raise check.error(
+            "logging.level", f"expected one of {', '.join(LEVELS)}, got {_describe(level)}"
+        )
+    return level.lower()
+
+
+def _parse_program(check: _Checker, raw: object) -> ProgramSpec:
+    text = check.string("program", raw).strip()
+    if text.endswith(".py") or ":" not in text:
+        target, sep, func = text, "", "main"
+    else:
+        target, sep, func = text.rpartition(":")
+    if sep and not func.isidentifier():
+        raise check.error(
+            "program", f"expected a function name after ':', got {func!r} in {text!r}"
+        )
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = check.base / Path(target).expanduser()
+        if not path.is_file():
+            raise check.error(
+                "program", f"expected an existing Python file, got {text!r} (looked for '{path}')"
+            )
+        return ProgramSpec(path=path, module=None, func=func)
+    if not _DOTTED.match(target):
+        raise check.error(
+            "program",
+            f"expected a file path ending in .py or 'pkg.module:func', got {_describe(raw)}",
+        )
+    return ProgramSpec(path=None, module=target, func=func)
+
+
+def load_program(fed: Federation) -> Callable[..., Any]:
+    """Import the federation's program and return its entry point (``main`` by default).
+
+    A file program is imported as a module named after the file, with its directory first on
+    ``sys.path`` (as ``python file.py`` would, except that ``__name__`` is not ``"__main__"``).
+    Raises :class:`ConfigError` when the module cannot be found or the function is missing or
+    not callable; an exception raised by the program's own top-level code propagates unchanged.
+    """
+    spec = fed.program
+    where = f"{fed.source}: program"
+    module = (
+        _import_file(where, spec.path)
+        if spec.path is not None
+        else _import_module(where, spec.module or "")
+    )
+    entry = getattr(module, spec.func, None)
+    if entry is None:
+        raise ConfigError(
+            f"{where}: expected {spec} to define a function {spec.func!r}; it does not"
+        )
+    if not callable(entry):
+        raise ConfigError(
+            f"{where}: expected {spec.func!r} in {spec} to be a function, got {_describe(entry)}"
+        )
+    return entry  # type: ignore[no-any-return]
+
+
+def _import_file(where: str, path: Path) -> ModuleType:
+    name = path.stem
+    if not name.isidentifier():
+        raise ConfigError(
+            f"{where}: expected a file name that is a Python identifier, got '{path.name}'"
+        )
+    loaded = sys.modules.get(name)
+    if (
+        loaded is not None
+        and Path(getattr(loaded, "__file__", "") or "").resolve() != path.resolve()
+    ):
+        raise ConfigError(
+            f"{where}: '{path.name}' would shadow the module {name!r} that is already imported; "
+            f"expected another file name"
+        )
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{where}: expected a Python file, cannot load '{path}'")
+    module = importlib.util.module_from_spec(spec)
+    directory = str(path.parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise ConfigError(
+            f"{where}: expected valid Python in '{path}', "
+            f"got a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _import_module(where: str, name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        parents = {".".join(name.split(".")[: i + 1]) for i in range(name.count(".") + 1)}
+        if exc.name not in parents:
+            raise
+        raise ConfigError(
+            f"{where}: expected an importable module, cannot import {name!r}: {exc}"
+        ) from None

@@ -1,0 +1,142 @@
+"""Cancellation, shutdown and slow peers: nothing hangs, nothing is swallowed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+import silo
+from multiparty import free_ports
+
+
+@silo.remote
+def slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@silo.remote
+def ident(x: int) -> int:
+    return x
+
+
+@pytest.fixture
+async def deaf_peer() -> AsyncIterator[str]:
+    """A 'peer' that accepts the websocket and every frame but never acknowledges one."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/silo/v1/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    (port,) = free_ports(1)
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    yield f"127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_cancelled_get_leaves_the_object_alone() -> None:
+    async def main() -> float:
+        obj = slow.party("a").remote(0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(silo.get(obj), 0.05)
+        value: float = await silo.get(obj)
+        return value
+
+    assert await silo.simulate(main, ["a"]) == {"a": 0.3}
+
+
+async def test_error_shutdown_does_not_wait_for_a_busy_worker_thread() -> None:
+    (port,) = free_ports(1)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="stop now"):
+        async with silo.init({"a": f"127.0.0.1:{port}"}, "a"):
+            slow.party("a").remote(30)
+            raise RuntimeError("stop now")
+    assert time.monotonic() - started < 3
+
+
+async def test_cancelling_the_program_is_not_swallowed_and_shuts_down() -> None:
+    (port,) = free_ports(1)
+    runtimes: list[silo.Runtime] = []
+
+    async def program() -> None:
+        async with silo.init({"a": f"127.0.0.1:{port}"}, "a") as rt:
+            runtimes.append(rt)
+            await silo.get(slow.party("a").remote(30))
+
+    task = asyncio.ensure_future(program())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert runtimes[0].closed
+    assert runtimes[0].shutdown_request is not None
+    assert runtimes[0].shutdown_request.reason.value == "program error"
+
+
+async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
+        deaf_peer: str) -> None:
+    (port,) = free_ports(1)
+    failures: list[silo.SendingFailure] = []
+    config = {"cross_silo_comm": {"timeout_in_ms": 500}}
+    started = time.monotonic()
+    async with silo.init({"a": f"127.0.0.1:{port}", "deaf": deaf_peer}, "a", config=config,
+                         sending_failure_handler=failures.append) as rt:
+        ident.party("deaf").remote(ident.party("a").remote(1))
+        while not rt.sending_failures:
+            await asyncio.sleep(0.02)
+    assert time.monotonic() - started < 3
+    assert len(failures) == 1
+    assert "no acknowledgement within 500 ms" in str(failures[0])
+    assert failures[0].peer == "deaf" and failures[0].object_id == (1, 0)
+
+
+@pytest.mark.parametrize("keep_waiting", [False, True])
+async def test_pending_sends_after_an_error_are_dropped_unless_asked(
+        deaf_peer: str, keep_waiting: bool) -> None:
+    (port,) = free_ports(1)
+    config = {"cross_silo_comm": {"timeout_in_ms": 1500,
+                                  "continue_waiting_for_data_sending_on_error": keep_waiting}}
+    started = 0.0
+    with pytest.raises(KeyError):
+        async with silo.init({"a": f"127.0.0.1:{port}", "deaf": deaf_peer}, "a", config=config):
+            ident.party("deaf").remote(ident.party("a").remote(1))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            raise KeyError("program failed")
+    elapsed = time.monotonic() - started
+    if keep_waiting:
+        assert elapsed >= 1.0
+    else:
+        assert elapsed < 1.0
+
+
+async def test_concurrent_shutdowns_share_one_teardown() -> None:
+    (port,) = free_ports(1)
+    rt = await silo.init({"a": f"127.0.0.1:{port}"}, "a")
+    await asyncio.gather(rt.shutdown(), rt.shutdown(), silo.shutdown(), rt.fail(ValueError()))
+    assert rt.shutdown_request is not None and rt.shutdown_request.reason.value == "intended"
+
+
+async def test_waiting_on_a_peer_that_never_comes_fails_after_the_timeout() -> None:
+    ports = free_ports(2)
+    addresses = {"a": f"127.0.0.1:{ports[0]}", "ghost": f"127.0.0.1:{ports[1]}"}
+    config = {"cross_silo_comm": {"timeout_in_ms": 500}}
+    started = time.monotonic()
+    async with silo.init(addresses, "a", config=config):
+        with pytest.raises(silo.PeerUnavailableError, match="ghost did not answer within 500 ms"):
+            await silo.get(ident.party("ghost").remote(1))
+        assert 0.4 < time.monotonic() - started < 3
+        assert await silo.get(ident.party("a").remote(2)) == 2

@@ -1,0 +1,120 @@
+"""Frames round-trip in plain synchronous code, and malformed frames are refused clearly."""
+
+from __future__ import annotations
+
+import msgpack  # type: ignore[import-untyped]
+import numpy as np
+import pytest
+
+from silo.errors import FedRemoteError, ProtocolError, RemoteCause
+from silo.wire import (
+    PREFIX,
+    ErrorInfo,
+    Kind,
+    decode_data,
+    decode_frame,
+    encode_control,
+    encode_data,
+    user_traceback,
+)
+
+
+def test_data_frame_round_trip_small_value() -> None:
+    frame = encode_data("job", "alice", 7, (3, 1), {"a": [1, 2.5, "x"]})
+    header, body = decode_frame(frame.join())
+    assert (header.kind, header.job, header.src, header.msg_id) == (Kind.DATA, "job", "alice", 7)
+    assert header.object_id == (3, 1)
+    assert decode_data(header, body, None) == {"a": [1, 2.5, "x"]}
+
+
+def test_large_array_travels_as_an_uncopied_out_of_band_segment() -> None:
+    arr = np.arange(1 << 16, dtype=np.float64)
+    frame = encode_data("job", "alice", 1, (1, 0), arr)
+    pickled, *buffers = frame.segments
+    assert len(pickled) < 1024
+    assert len(buffers) == 1
+    assert np.shares_memory(np.frombuffer(buffers[0], dtype=np.float64), arr)
+    header, body = decode_frame(frame.join())
+    out = decode_data(header, body, None)
+    assert isinstance(out, np.ndarray) and np.array_equal(out, arr)
+    out[0] = 42.0  # received arrays are writable
+
+
+def test_streamed_parts_decode_like_a_whole_body() -> None:
+    arr = np.ones((64, 64))
+    frame = encode_data("job", "alice", 1, (1, 0), arr)
+    header, _ = decode_frame(frame.join())
+    parts = [bytes(frame.segments[0]), *(bytearray(s) for s in frame.segments[1:])]
+    assert np.array_equal(decode_data(header, parts, None), arr)  # type: ignore[arg-type]
+
+
+def test_error_frame_is_plain_msgpack_fields() -> None:
+    info = ErrorInfo("alice", "ValueError", "bad", "Traceback ...")
+    frame = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), info.to_wire())
+    raw = frame.join()
+    assert b"cloudpickle" not in raw and b"\x80\x05" not in raw
+    header, body = decode_frame(raw)
+    assert header.kind is Kind.ERROR and len(body) == 0
+    assert header.error_info() == info
+    err = header.error_info().to_exception()
+    assert err.src_party == "alice"
+    assert err.cause == RemoteCause("ValueError", "bad", "Traceback ...")
+
+
+def _frame(fields: list[object], body: bytes = b"") -> bytes:
+    packed = msgpack.packb(fields)
+    return PREFIX.pack(len(packed)) + packed + body
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "too short"),
+        (b"\x00\x00\x00\x00", "out of range"),
+        (PREFIX.pack(100) + b"\x91", "truncated"),
+        (PREFIX.pack(3) + b"\xc1\xc1\xc1", "undecodable"),
+        (_frame([1, 2, 3]), "8-field"),
+        (_frame([9, 1, "j", "a", 0, 0, 0, [0, []]]), "protocol version 9"),
+        (_frame([1, 99, "j", "a", 0, 0, 0, None]), "unknown frame kind 99"),
+        (_frame([1, 1, 5, "a", 0, 0, 0, [0, []]]), "must be strings"),
+        (_frame([1, 1, "j", "a", -1, 0, 0, [0, []]]), "msg_id must be a non-negative"),
+        (_frame([1, 1, "j", "a", 0, 0, 0, "nope"]), "malformed data layout"),
+        (_frame([1, 1, "j", "a", 0, 0, 0, [4, [2]]], b"abc"), "header announces 6"),
+        (_frame([1, 2, "j", "a", 0, 0, 0, [1, 2, 3, 4]]), "malformed error fields"),
+        (_frame([1, 5, "j", "a", 0, 0, 0, None]), "reject frame without a reason"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(raw: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_frame(raw)
+
+
+def test_error_info_hides_everything_unless_exposed() -> None:
+    try:
+        raise ValueError("secret detail")
+    except ValueError as exc:
+        hidden = ErrorInfo.from_exception(exc, party="alice", expose=False)
+        shown = ErrorInfo.from_exception(exc, party="alice", expose=True)
+    assert hidden == ErrorInfo("alice")
+    assert shown.type_name == "ValueError" and shown.message == "secret detail"
+    assert shown.traceback is not None and "secret detail" in shown.traceback
+    assert str(hidden.to_exception()) == "FedRemoteError occurred at alice"
+
+
+def test_cascading_error_keeps_its_origin() -> None:
+    upstream = FedRemoteError("alice", RemoteCause("KeyError", "'k'", "tb"))
+    info = ErrorInfo.from_exception(upstream, party="bob", expose=True)
+    assert info.origin == "alice" and info.type_name == "KeyError"
+    assert ErrorInfo.from_exception(upstream, party="bob", expose=False) == ErrorInfo("alice")
+
+
+def test_user_traceback_leaves_out_silo_frames() -> None:
+    def user_code() -> None:
+        raise RuntimeError("in user code")
+
+    try:
+        user_code()
+    except RuntimeError as exc:
+        text = user_traceback(exc)
+    assert "user_code" in text and "RuntimeError: in user code" in text
+    assert "/silo/" not in text
