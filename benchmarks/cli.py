@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown page")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile parties into DIR")
+    parser.add_argument("--note", default="", help="a line added to the page's method notes")
     return parser
 
 
@@ -64,6 +66,12 @@ def _method_notes(names: Sequence[str], settings: Settings) -> list[str]:
         doc = (MODULES[name].__doc__ or "").strip().replace("``", "`")
         notes.append(f"`{name}`: " + " ".join(doc.split()))
     return notes
+
+
+def _summary(failure: str) -> str:
+    """First and last line of a failure (the last is the party's exception)."""
+    lines = [line.strip() for line in failure.strip().splitlines() if line.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} ... `{lines[-1]}`"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for failure in failures:
         print(f"FAILED {failure}")
     if not args.no_write:
-        command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
+        given = list(argv if argv is not None else sys.argv[1:])
+        command = "python -m benchmarks " + shlex.join(given)
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         page = report.markdown(
             figures,
@@ -107,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             date=date,
             command=command.strip(),
             elapsed_s=elapsed,
-            notes=_method_notes(names, settings),
-            failures=failures,
+            notes=[*_method_notes(names, settings), *filter(None, [args.note])],
+            failures=[_summary(f) for f in failures],
         )
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 
 
@@ -45,6 +46,31 @@ def load_average() -> str:
         return "unknown"
 
 
+def silo_revision() -> str:
+    """The git commit of the silo package being measured, marked when silo/ has local edits."""
+    import silo
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(silo.__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--", "silo"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return f"{where} (git unavailable)"
+    if head.returncode != 0:
+        return f"{where} (not a git checkout)"
+    return head.stdout.strip() + (" + uncommitted changes in silo/" if dirty.stdout.strip() else "")
+
+
 def describe() -> dict[str, str]:
     """Name -> value, in display order."""
     libs = ("aiohttp", "uvloop", "numpy", "msgpack", "cloudpickle")
@@ -55,5 +81,5 @@ def describe() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
         **{name: _version(name) for name in libs},
-        "silo": _version("silo"),
+        "silo": silo_revision(),
     }

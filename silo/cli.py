@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"silo: {exc}", file=sys.stderr)
         return exc.code
     except _ProgramFailed as exc:
-        return _report(exc.party, exc.error)
+        return _report(exc.who, exc.error)
     except ConfigError as exc:
         print(f"silo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -159,9 +159,9 @@ def main_entry() -> None:
 
 def _check(file: str) -> int:
     fed = load_federation(file)
-    for party in fed.parties:
+    for party in [fed.party] if fed.party else list(fed.parties):
         fed.tls_for(party)
-    entry = _load_entry(fed, fed.party or "check")
+    entry = _load_entry(fed, "program" if fed.party is None else f"party {fed.party}")
     mode = (
         f"party {fed.party}"
         if fed.party
@@ -203,48 +203,51 @@ def _run(file: str, party: str | None) -> int:
 # ---------------------------------------------------------------------- one party
 
 
-def _load_entry(fed: Federation, party: str) -> Callable[..., Any]:
+def _load_entry(fed: Federation, who: str) -> Callable[..., Any]:
     try:
         return load_program(fed)
     except ConfigError:
         raise
     except BaseException as exc:
-        raise _ProgramFailed(party, exc) from exc
+        raise _ProgramFailed(who, exc) from exc
 
 
 class _ProgramFailed(Exception):
-    def __init__(self, party: str, error: BaseException) -> None:
-        super().__init__(party, error)
-        self.party = party
+    """The program's own top-level code raised while it was imported (by ``who``)."""
+
+    def __init__(self, who: str, error: BaseException) -> None:
+        super().__init__(who, error)
+        self.who = who
         self.error = error
 
 
 def _run_party(fed: Federation, party: str) -> int:
     """Run ``party`` in this process; report a failure on stderr and return the exit status."""
     tls = fed.tls_for(party)
-    entry = _load_entry(fed, party)
+    entry = _load_entry(fed, f"party {party}")
     try:
         run_loop(_serve(fed, party, entry, tls))
     except (_Exit, ConfigError):
         raise
     except BaseException as exc:
-        return _report(party, exc)
+        return _report(f"party {party}", exc)
     return EXIT_OK
 
 
-def _report(party: str, exc: BaseException) -> int:
+def _report(who: str, exc: BaseException) -> int:
+    """Print why ``who`` ("party alice") stopped; return the exit status."""
     if isinstance(exc, KeyboardInterrupt):
-        print(f"silo: party {party} interrupted", file=sys.stderr)
+        print(f"silo: {who} interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
     if isinstance(exc, SystemExit):
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
-        print(f"silo: party {party} stopped with exit status {code}", file=sys.stderr)
+        print(f"silo: {who} stopped with exit status {code}", file=sys.stderr)
         return code
     if not isinstance(exc, FedRemoteError):
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     headline = str(exc).splitlines()[0] if str(exc) else ""
     summary = headline if isinstance(exc, FedRemoteError) else f"{type(exc).__name__}: {headline}"
-    print(f"silo: party {party} failed: {summary.rstrip(': ')}", file=sys.stderr)
+    print(f"silo: {who} failed: {summary.rstrip(': ')}", file=sys.stderr)
     return EXIT_FAILED
 
 

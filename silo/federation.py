@@ -6,19 +6,7 @@
 the same functions ``init`` uses (:mod:`silo.config`). :func:`load_program` imports the program
 and returns its entry point.
 
-Schema (see ``docs/cli.md``)::
-
-    job_name: quickstart                  # required, non-empty string
-    program: quickstart.py                # required: file relative to this YAML, "file.py:func",
-                                          # "pkg.module" or "pkg.module:func" (default func: main)
-    parties:                              # required, at least one party
-      alice: {address: "127.0.0.1:12010"} # required; with TLS also cert: and key: (paths)
-      bob: {address: "127.0.0.1:12011"}
-    party: alice                          # optional; --party overrides
-    cross_silo_comm: {timeout_in_ms: 60000}   # optional, as in silo.init's config
-    barrier_on_initializing: false        # optional
-    tls: {ca_cert: ca.pem}                # optional; then every party needs cert and key
-    logging: {level: info}                # optional: debug, info, warning, error, critical
+The schema (every key, type and default) is documented in ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -156,7 +144,9 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     seen: set[object] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
-        if isinstance(key, str | int | float | bool) and key in seen:
+        if not isinstance(key, str | int | float | bool):
+            continue
+        if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
@@ -381,13 +371,12 @@ def load_program(fed: Federation) -> Callable[..., Any]:
         else _import_module(where, spec.module or "")
     )
     entry = getattr(module, spec.func, None)
+    target = f"'{spec.path}'" if spec.path is not None else f"module {spec.module!r}"
     if entry is None:
-        raise ConfigError(
-            f"{where}: expected {spec} to define a function {spec.func!r}; it does not"
-        )
+        raise ConfigError(f"{where}: expected {target} to define a function {spec.func!r}")
     if not callable(entry):
         raise ConfigError(
-            f"{where}: expected {spec.func!r} in {spec} to be a function, got {_describe(entry)}"
+            f"{where}: expected {spec.func!r} in {target} to be a function, got {_describe(entry)}"
         )
     return entry  # type: ignore[no-any-return]
 

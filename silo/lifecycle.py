@@ -3,7 +3,8 @@
 The teardown is attached to the runtime's :class:`~silo.shutdown.ShutdownFuture`, so it runs once,
 with the reason of whoever asked first:
 
-* intended: wait for this party's calls and pending sends (flush), say goodbye to every peer;
+* intended: wait for this party's calls and pending sends (flush), then close every peer's
+  websocket with the goodbye close code;
 * an error (the program's, a peer's, a signal, a sending failure): fail every pending object with
   the error, broadcast an ABORT frame to every peer still there, and drop pending sends unless
   ``continue_waiting_for_data_sending_on_error`` is set.
@@ -101,7 +102,14 @@ def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
     for runtime in context.active_runtimes:
         if runtime.loop is loop:
             runtime.log.warning("received %s: shutting down", sig.name)
-            runtime.request_shutdown(Reason.SIGNAL, _signal_error(sig), sig.name)
+            if not runtime.request_shutdown(Reason.SIGNAL, _signal_error(sig), sig.name):
+                hurry(runtime)
+
+
+def hurry(runtime: Runtime) -> None:
+    """A signal during a shutdown already under way: stop waiting for calls and sends."""
+    for task in [*runtime.pending_calls, *runtime.pending_sends, *runtime.actor_tasks]:
+        task.cancel()
 
 
 def _signal_error(sig: signal.Signals) -> BaseException:
@@ -192,7 +200,7 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
     except Exception as exc:
         log.error("error during shutdown: %r", exc, exc_info=exc)
     finally:
-        await _release(runtime)
+        await _release(runtime, goodbye=not request.reason.is_error)
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
             runtime.loop.call_soon(_exit_process)
@@ -205,8 +213,6 @@ async def _stop_cleanly(runtime: Runtime) -> None:
         actor.finish()
     while runtime.pending_calls or runtime.pending_sends or runtime.actor_tasks:
         await asyncio.wait([*runtime.pending_calls, *runtime.pending_sends, *runtime.actor_tasks])
-    connected = [p for p in _live_peers(runtime) if runtime.transport.links[p].connected]
-    await _say(runtime, connected, runtime.transport.send_goodbye, "goodbye")
 
 
 async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
@@ -234,12 +240,12 @@ def _warn_unasked_failures(runtime: Runtime) -> None:
             runtime.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
 
 
-async def _release(runtime: Runtime) -> None:
+async def _release(runtime: Runtime, *, goodbye: bool) -> None:
     for actor in runtime.actors.values():
         actor.close()
     runtime.pool.close()
     try:
-        await runtime.transport.aclose()
+        await runtime.transport.aclose(goodbye=goodbye)
     except Exception as exc:
         runtime.log.warning("closing the channel failed: %r", exc)
     context.active_runtimes.discard(runtime)

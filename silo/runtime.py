@@ -23,6 +23,7 @@ from .actors import Actor
 from .config import Address, Config, TLSConfig
 from .errors import (
     FedRemoteError,
+    FrameRejected,
     GetTimeoutError,
     PeerUnavailableError,
     RuntimeClosedError,
@@ -477,6 +478,10 @@ class Runtime:
             await self._send_error(peer, object_id, exc)
         except SendingFailure as exc:
             self.sending_failure(exc)
+            if not isinstance(exc, FrameRejected):
+                # The value did not arrive: tell the peer on the control path, so it raises
+                # instead of waiting for it.
+                await self._send_error(peer, object_id, exc)
 
     async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
         info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
@@ -527,7 +532,7 @@ class Runtime:
         if fut is not None:
             fut.set_exception(info.to_exception())
 
-    def deliver_undecodable(self, src: str, object_id: ObjectId, error: SerializationError) -> None:
+    def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
         self.log.error("object %s from %s refused: %s", object_id, src, error)
         fut = self._store(src, object_id)
         if fut is not None:
@@ -545,31 +550,39 @@ class Runtime:
         if self._peer_state[src] is PeerState.LIVE:
             self._peer_state[src] = PeerState.FINISHED
         self.transport.links[src].peer_finished()
-        for object_id, fut in self._objects.items():
-            if not fut.done() and self._owner_of[object_id] == src:
-                fut.set_exception(
-                    PeerUnavailableError(src, f"{src} shut down before sending object {object_id}")
-                )
+        self._fail_owned_by(
+            src,
+            PeerUnavailableError(src, f"{src} shut down before sending what {self.party} awaits"),
+        )
 
     def peer_lost(self, peer: str, reason: str) -> None:
-        if self.shutdown_request is not None or self._peer_state[peer] is not PeerState.LIVE:
+        """The peer vanished: fail what we await from anyone (the job is broken) and shut down.
+
+        During a shutdown already under way, only what we await from that peer fails.
+        """
+        if self._peer_state[peer] is not PeerState.LIVE:
             return
         self._peer_state[peer] = PeerState.LOST
         error = PeerUnavailableError(peer, reason)
+        if self.shutdown_request is not None:
+            self._fail_owned_by(peer, error)
+            return
         self.log.error("%s", error)
         self.fail_pending(error, remote_only=True)
         self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
 
-    def peer_silent(self, peer: str, reason: str) -> None:
-        """Fail what this party awaits from a peer that never came; the runtime goes on."""
-        if self.shutdown_request is not None or self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self._peer_state[peer] = PeerState.SILENT
-        self.log.error("%s", reason)
-        error = PeerUnavailableError(peer, reason)
+    def _fail_owned_by(self, peer: str, error: BaseException) -> None:
         for object_id, fut in self._objects.items():
             if not fut.done() and self._owner_of[object_id] == peer:
                 fut.set_exception(error)
+
+    def peer_silent(self, peer: str, reason: str) -> None:
+        """Fail what this party awaits from a peer that never came; the runtime goes on."""
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self._peer_state[peer] = PeerState.SILENT
+        self.log.error("%s", reason)
+        self._fail_owned_by(peer, PeerUnavailableError(peer, reason))
 
     def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
         """Fail every object still awaited (only those owned by peers if ``remote_only``)."""

@@ -15,8 +15,11 @@ ERROR      ``[origin, type_name, message, traceback]`` (the last three may be ni
 ABORT      as ERROR, not tied to an object: the sender's program failed
 ACK        nil: the receiver stored message ``msg_id``
 REJECT     a reason string: the receiver refused ``msg_id`` for good
-GOODBYE    nil: the sender shut down cleanly and will send nothing more
 =========  ==========================================================================
+
+A clean shutdown needs no frame: the party closes every peer's websocket with close code
+``CLOSE_GOODBYE`` (4000) after its last data was acknowledged. Any other end of a websocket,
+including a process that died, means the peer is lost.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from . import serde
 from .errors import FedRemoteError, ProtocolError, RemoteCause
 
 __all__ = [
+    "CLOSE_ABORT",
+    "CLOSE_GOODBYE",
     "PROTOCOL_VERSION",
     "ErrorInfo",
     "Header",
@@ -50,6 +55,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+CLOSE_GOODBYE = 4000
+CLOSE_ABORT = 4001
 PREFIX = struct.Struct("!I")
 MAX_HEADER = 1 << 20
 
@@ -62,7 +69,6 @@ class Kind(IntEnum):
     ABORT = 3
     ACK = 4
     REJECT = 5
-    GOODBYE = 6
 
 
 _SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -275,7 +281,7 @@ def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: obj
 def encode_control(
     kind: Kind, job: str, src: str, msg_id: int = 0, object_id: ObjectId = (0, 0), extra: Any = None
 ) -> OutFrame:
-    """A frame with no body (ERROR, ABORT, ACK, REJECT, GOODBYE)."""
+    """A frame with no body (ERROR, ABORT, ACK, REJECT)."""
     header = Header(kind, job, src, msg_id, object_id[0], object_id[1], extra)
     return OutFrame(header, encode_header(header), ())
 

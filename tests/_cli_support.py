@@ -125,3 +125,44 @@ def wait_for_files(paths: list[Path], timeout: float = 20.0) -> None:
             missing = [str(p) for p in paths if not p.exists()]
             raise AssertionError(f"not created after {timeout} s: {missing}")
         time.sleep(0.05)
+
+
+def make_tls_files(directory: Path, parties: list[str]) -> None:
+    """A CA (``ca.pem``) and, per party, ``NAME.pem`` and ``NAME.key`` signed by it (openssl)."""
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=silo-ca",
+        "-days",
+        "1",
+    )
+    for party in parties:
+        openssl(
+            "req", *key, "-keyout", f"{party}.key", "-out", f"{party}.csr", "-subj", f"/CN={party}"
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{party}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{party}.pem",
+            "-days",
+            "1",
+        )

@@ -4,16 +4,19 @@ directly, and real runs of the launcher and of one process per party."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from _cli_support import (
     EXAMPLES,
     copy_federation,
     finish,
     free_ports,
+    make_tls_files,
     run_silo,
     start_silo,
     wait_for_files,
@@ -313,6 +316,21 @@ def test_check_reports_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "every party, one process each" in out
 
 
+@pytest.mark.parametrize(
+    ("command", "who"), [(["run", "--party", "alice"], "party alice"), (["check"], "program")]
+)
+def test_program_failing_at_import_exits_1_with_its_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], who: str
+) -> None:
+    name = f"prog_raises_{command[0]}"
+    (tmp_path / f"{name}.py").write_text("def helper():\n    return 1 / 0\n\nhelper()\n")
+    file = write_federation(tmp_path, f"{name}.py", ["alice", "bob"])
+    assert main([command[0], str(file), *command[1:]]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in helper" in err
+    assert f"silo: {who} failed: ZeroDivisionError: division by zero" in err
+
+
 # ---------------------------------------------------------------------- real processes
 
 FAILING_PROGRAM = """\
@@ -439,6 +457,22 @@ def test_sigterm_stops_a_party_and_its_peer_learns(tmp_path: Path) -> None:
     assert "silo: party bob stopped with exit status 143" in bob.stderr, bob
     assert alice.returncode == 1, alice
     assert "silo: party alice failed: FedRemoteError occurred at bob" in alice.stderr, alice
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_launcher_with_tls_paths_relative_to_the_file(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_tls_files(certs, ["alice", "bob"])
+    file = copy_federation(EXAMPLES / "quickstart.yaml", tmp_path, tls={"ca_cert": "certs/ca.pem"})
+    fed = yaml.safe_load(file.read_text())
+    for party, entry in fed["parties"].items():
+        entry.update(cert=f"certs/{party}.pem", key=f"certs/{party}.key")
+    file.write_text(yaml.safe_dump(fed))
+    done = run_silo("run", str(file), cwd=certs)
+    assert done.returncode == 0, done
+    assert re.search(r"^\[alice\] +alice: 5$", done.stdout, re.MULTILINE), done
+    assert re.search(r"^\[bob\] +bob: 5$", done.stdout, re.MULTILINE), done
 
 
 def test_version_through_python_m_silo() -> None:

@@ -85,12 +85,6 @@ class Transport:
         )
         await link.send(frame, control=True)
 
-    async def send_goodbye(self, peer: str) -> None:
-        link = self.links[peer]
-        await link.send(
-            encode_control(Kind.GOODBYE, self._job, self._party, link.next_msg_id()), control=True
-        )
-
     async def wait_peers(self, timeout: float) -> list[str]:
         """Wait until every peer's listener answered; returns the peers that did not in time."""
         results = await asyncio.gather(
@@ -98,8 +92,9 @@ class Transport:
         )
         return [p for p, ok in zip(self.links, results, strict=True) if not ok]
 
-    async def aclose(self) -> None:
-        """Close links, then the server; every step runs even if one fails."""
+    async def aclose(self, *, goodbye: bool = True) -> None:
+        """Close links, then the server (saying goodbye if ``goodbye``); every step runs even if
+        one fails."""
         errors: list[BaseException] = []
         for link in self.links.values():
             try:
@@ -107,7 +102,7 @@ class Transport:
             except Exception as exc:
                 errors.append(exc)
         try:
-            await self.server.aclose()
+            await self.server.aclose(goodbye=goodbye)
         except Exception as exc:
             errors.append(exc)
         if errors:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..errors import SerializationError
+from ..errors import SiloError
 from ..wire import ErrorInfo, ObjectId
 
 __all__ = [
     "CONTROL_PATH",
     "DATA_PATH",
     "HEADER_JOB",
+    "HEADER_OBJECT",
     "HEADER_PARTY",
     "HEADER_PROTOCOL",
     "HEADER_REFUSAL",
@@ -26,6 +27,7 @@ HEADER_JOB = "X-Silo-Job"
 HEADER_PARTY = "X-Silo-Party"
 HEADER_PROTOCOL = "X-Silo-Protocol"
 HEADER_REFUSAL = "X-Silo-Refusal"
+HEADER_OBJECT = "X-Silo-Object"
 
 #: Frames up to this size travel as one websocket message; larger ones are streamed in an HTTP
 #: request of their own, buffer by buffer, so nothing large is joined, masked or copied whole and
@@ -40,13 +42,13 @@ class FrameSink(Protocol):
 
     def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None: ...
 
-    def deliver_undecodable(
-        self, src: str, object_id: ObjectId, error: SerializationError
-    ) -> None: ...
+    def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
+        """This party refused the object (not allowed, too large): it fails here too."""
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None: ...
 
-    def deliver_goodbye(self, src: str) -> None: ...
+    def deliver_goodbye(self, src: str) -> None:
+        """The peer shut down cleanly (its websocket closed with ``CLOSE_GOODBYE``)."""
 
     def peer_lost(self, peer: str, reason: str) -> None:
         """The peer's process went away without saying goodbye."""

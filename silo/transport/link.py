@@ -7,7 +7,8 @@ control frames go as HTTP requests on the same session, each answered by the pee
 
 Every send is bounded by ``timeout_in_ms`` and retried per ``retry_policy``. Waiting for a peer
 that is not listening yet counts against the timeout only. A websocket that was up and drops
-without the peer's goodbye is reconnected at once; if the peer no longer listens, it is lost.
+without the peer's goodbye (close code ``CLOSE_GOODBYE``) is reconnected at once; if the peer no
+longer listens, it is lost.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import aiohttp
 
 from ..config import Address, CrossSiloCommConfig
 from ..errors import FrameRejected, ProtocolError, SendingFailure
-from ..wire import Header, Kind, OutFrame, decode_frame
+from ..wire import CLOSE_GOODBYE, Header, Kind, OutFrame, decode_frame
 from .base import (
     CONTROL_PATH,
     DATA_PATH,
     HEADER_JOB,
+    HEADER_OBJECT,
     HEADER_PARTY,
     HEADER_PROTOCOL,
     HEADER_REFUSAL,
@@ -254,6 +256,7 @@ class PeerLink:
             data=data,
             headers={
                 "Content-Length": str(frame.nbytes),
+                HEADER_OBJECT: f"{frame.header.seq},{frame.header.index}",
                 "Content-Type": "application/octet-stream",
             },
             timeout=aiohttp.ClientTimeout(total=timeout),
@@ -321,6 +324,9 @@ class PeerLink:
                 self._connected.clear()
                 self._ws = None
                 self._fail_answers(_Broken("websocket closed"))
+                if ws.close_code == CLOSE_GOODBYE and not self._closing:
+                    self.peer_finished()
+                    self._events.deliver_goodbye(self.peer)
                 if self._finished:
                     return
                 continue

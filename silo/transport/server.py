@@ -4,7 +4,7 @@ Three routes:
 
 * ``WS_PATH``: a websocket per peer carrying small frames; each is answered ACK or REJECT.
 * ``DATA_PATH``: one large DATA frame per request, read straight into per-buffer memory.
-* ``CONTROL_PATH``: error, abort and goodbye frames, on a path of their own so they never wait
+* ``CONTROL_PATH``: error and abort frames, on a path of their own so they never wait
   behind data.
 
 Every request names its job and party in headers; a request or frame of another job is refused
@@ -25,32 +25,43 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..config import Address, CrossSiloCommConfig
-from ..errors import AddressInUseError, ProtocolError, SerializationError, TransportError
+from ..errors import (
+    AddressInUseError,
+    FrameRejected,
+    ProtocolError,
+    SerializationError,
+    TransportError,
+)
 from ..wire import (
-    PREFIX,
+    CLOSE_ABORT,
+    CLOSE_GOODBYE,
     Header,
     Kind,
+    ObjectId,
     decode_data,
     decode_frame,
-    decode_header,
     encode_control,
-    header_length,
 )
 from .base import (
     CONTROL_PATH,
     DATA_PATH,
     HEADER_JOB,
+    HEADER_OBJECT,
     HEADER_PARTY,
     HEADER_PROTOCOL,
     HEADER_REFUSAL,
+    INLINE_LIMIT,
     WS_PATH,
     FrameSink,
 )
+from .bulk import receive_body
 
 __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
+#: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
+_WS_MAX = INLINE_LIMIT + (64 << 10)
 
 
 class Server:
@@ -117,16 +128,24 @@ class Server:
             ) from exc
         self._runner = runner
 
-    async def aclose(self) -> None:
-        """Close every peer's websocket, then the listener. Idempotent."""
+    async def aclose(self, *, goodbye: bool = True) -> None:
+        """Close every peer's websocket, then the listener. Idempotent.
+
+        With ``goodbye``, the websockets close with ``CLOSE_GOODBYE``: this party finished
+        cleanly and its peers must not take the closing for a loss.
+        """
         if self._closed:
             return
         self._closed = True
-        for ws in list(self._sockets):
+        code = CLOSE_GOODBYE if goodbye else CLOSE_ABORT
+
+        async def close(ws: web.WebSocketResponse) -> None:
             try:
-                await asyncio.wait_for(ws.close(), 1.0)
+                await asyncio.wait_for(ws.close(code=code, message=b"silo shutdown"), 1.0)
             except (OSError, asyncio.TimeoutError, RuntimeError):
                 pass
+
+        await asyncio.gather(*(close(ws) for ws in list(self._sockets)))
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -159,18 +178,29 @@ class Server:
         sink = self._sink
         if header.kind is Kind.DATA:
             if decode_error is not None:
-                sink.deliver_undecodable(header.src, header.object_id, decode_error)
+                sink.deliver_refused(header.src, header.object_id, decode_error)
                 return f"party {self._party!r} refused object {header.object_id}: {decode_error}"
             sink.deliver_data(header.src, header.object_id, value)
         elif header.kind is Kind.ERROR:
             sink.deliver_error(header.src, header.object_id, header.error_info())
         elif header.kind is Kind.ABORT:
             sink.deliver_abort(header.src, header.error_info())
-        elif header.kind is Kind.GOODBYE:
-            sink.deliver_goodbye(header.src)
         else:
             return f"unexpected {header.kind.name} frame"
         return None
+
+    def _too_large(self, length: int) -> str:
+        limit = self._comm.messages_max_size_in_bytes
+        return (
+            f"a frame of {length} bytes exceeds party {self._party!r}'s "
+            f"messages_max_size_in_bytes ({limit})"
+        )
+
+    def _refuse_object(self, src: str, object_id: ObjectId, reason: str) -> None:
+        """The object will not arrive: fail it here too, so nobody waits for it."""
+        self._sink.deliver_refused(
+            src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
+        )
 
     def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
         """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``."""
@@ -179,6 +209,11 @@ class Server:
             return header.msg_id, self._dispatch(header)
         if header.job != self._job:
             return header.msg_id, self._job_mismatch(header.job)
+        if len(frame) > self._comm.messages_max_size_in_bytes:
+            reason = self._too_large(len(frame))
+            if header.src in self._peers:
+                self._refuse_object(header.src, header.object_id, reason)
+            return header.msg_id, reason
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
@@ -195,9 +230,7 @@ class Server:
         refusal = self._refuse(request)
         if refusal is not None:
             return refusal
-        ws = web.WebSocketResponse(
-            max_msg_size=self._comm.messages_max_size_in_bytes, compress=False, autoping=True
-        )
+        ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
         peer = request.headers[HEADER_PARTY]
@@ -227,26 +260,31 @@ class Server:
         if length is None:
             return web.Response(status=411, text="a data frame needs a Content-Length")
         if length > limit:
-            text = (
-                f"a frame of {length} bytes exceeds party {self._party!r}'s "
-                f"messages_max_size_in_bytes ({limit})"
-            )
+            text = self._too_large(length)
             self._log.warning("refused a frame: %s", text)
+            object_id = _object_id(request.headers.get(HEADER_OBJECT, ""))
+            if object_id is not None:
+                self._refuse_object(request.headers[HEADER_PARTY], object_id, text)
             return _refusal(413, text)
+        transport = request.transport
+        if transport is None:
+            return web.Response(status=400, text="connection closed")
         try:
-            header, parts = await _read_data_frame(request, length)
+            header, parts = await receive_body(
+                transport, request.protocol, request.content.read_nowait(), length
+            )
         except ProtocolError as exc:
             self._log.warning(
                 "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
-            return web.Response(status=400, text=str(exc))
+            return _closing(web.Response(status=400, text=str(exc)), request)
         try:
             value = decode_data(header, parts, self._comm.serializing_allowed_list)
         except SerializationError as exc:
             refusal_text = self._dispatch(header, decode_error=exc)
         else:
             refusal_text = self._dispatch(header, value)
-        return web.Response(body=self._answer(header.msg_id, refusal_text))
+        return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)
@@ -263,41 +301,22 @@ class Server:
         return web.Response(body=self._answer(header.msg_id, self._dispatch(header)))
 
 
+def _object_id(text: str) -> ObjectId | None:
+    seq, _, index = text.partition(",")
+    if seq.isdigit() and index.isdigit():
+        return (int(seq), int(index))
+    return None
+
+
+def _closing(response: web.Response, request: web.Request) -> web.Response:
+    """The answer to a request whose body was read outside aiohttp's parser: aiohttp is told the
+    body is over, and the connection is closed after the answer rather than reused."""
+    request.content.feed_eof()
+    response.force_close()
+    return response
+
+
 def _refusal(status: int, text: str) -> web.Response:
     """A refusal whose reason is also in a header, where a websocket client can read it."""
     ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
     return web.Response(status=status, text=text, headers={HEADER_REFUSAL: ascii_text})
-
-
-async def _read_data_frame(request: web.Request, length: int) -> tuple[Header, list[Any]]:
-    """Read a streamed DATA frame: the header, then each part straight into its own memory."""
-    content = request.content
-    try:
-        prefix = await content.readexactly(PREFIX.size)
-        header = decode_header(await content.readexactly(header_length(prefix)))
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError("data frame truncated in its header") from exc
-    if header.kind is not Kind.DATA:
-        raise ProtocolError(f"expected a DATA frame, got {header.kind.name}")
-    pickle_len, buffer_lens = header.data_layout()
-    head_len = PREFIX.size + header_length(prefix)
-    if head_len + pickle_len + sum(buffer_lens) != length:
-        raise ProtocolError(
-            f"data frame announces {head_len + pickle_len + sum(buffer_lens)} "
-            f"bytes but Content-Length is {length}"
-        )
-    parts = [bytearray(n) for n in (pickle_len, *buffer_lens)]
-    pending = b""
-    for part in parts:
-        view = memoryview(part)
-        filled = 0
-        while filled < len(view):
-            if not pending:
-                pending, _ = await content.readchunk()
-                if not pending:
-                    raise ProtocolError("data frame truncated in its body")
-            take = min(len(pending), len(view) - filled)
-            view[filled : filled + take] = pending[:take] if take < len(pending) else pending
-            filled += take
-            pending = pending[take:] if take < len(pending) else b""
-    return header, parts
