@@ -264,16 +264,17 @@ class _Init(Generic[T]):
     ) -> bool:
         runtime = self._runtime
         assert runtime is not None
+        runtime.program_done = True
+        request = runtime.shutdown_request
         if exc is None:
             await runtime.shutdown()
+            if request is not None and request.reason is Reason.REMOTE_ERROR and request.error:
+                # The program finished, but the job did not: a peer failed or vanished meanwhile.
+                raise request.error
             return False
-        request = runtime.shutdown_request
-        if (
-            isinstance(exc, asyncio.CancelledError)
-            and request is not None
-            and request.reason is Reason.SIGNAL
-            and request.error is not None
-        ):
+        if request is not None and request.reason is Reason.SIGNAL and request.error is not None:
+            # The program stopped because of the signal (cancelled, or its pending gets failed):
+            # end as the signal would have ended it without silo.
             await runtime.shutdown()
             raise request.error from None
         await runtime.fail(exc)

@@ -35,6 +35,9 @@ _RAYFED_HINTS = {
     "send_resource_label": "silo has no Ray resources",
     "recv_resource_label": "silo has no Ray resources",
     "use_global_proxy": "silo has no proxy actors",
+    "max_concurrency": "silo's channel has no proxy actor concurrency to set",
+    "listening_address": "silo listens on addresses[party]",
+    "cross_silo_message": "RayFed's older name: use 'cross_silo_comm'",
 }
 
 

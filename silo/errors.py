@@ -15,7 +15,7 @@
      └── TransportError                       the channel to a peer broke
           ├── AddressInUseError               the listen address is taken
           ├── SendingFailure                  a frame was not delivered in time, after retries
-          ├── FrameRejected                   the receiver refused a frame (wrong job, too large)
+          │    └── FrameRejected              refused for good (another job, too large, not allowed)
           └── BarrierTimeoutError             barrier_on_initializing ran out, naming the parties
 
 "We closed it" (``RuntimeClosedError``) is kept apart from "the peer broke it"

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["barrier", "install_hooks", "run_failure_handler", "teardown"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_GOODBYE_TIMEOUT = 5.0
+_BROADCAST_TIMEOUT = 2.0
 
 
 async def barrier(runtime: Runtime) -> None:
@@ -67,7 +67,7 @@ def run_failure_handler(
         runtime.log.error("sending_failure_handler raised %r", exc, exc_info=exc)
         return
     if asyncio.iscoroutine(outcome):
-        runtime.spawn(outcome, "silo-sending-failure-handler")
+        runtime.spawn(outcome, "silo-sending-failure-handler", runtime.aux_tasks)
 
 
 # ---------------------------------------------------------------------- loop hooks
@@ -170,14 +170,20 @@ def _live_peers(runtime: Runtime) -> list[str]:
     return [p for p in runtime.peers if runtime.peer_state(p) in (PeerState.LIVE,)]
 
 
-async def _say(runtime: Runtime, peers: list[str], send: Callable[[str], Any], what: str) -> None:
+async def _broadcast_abort(runtime: Runtime, info: ErrorInfo) -> None:
+    """Tell every peer still there that this party stopped on an error; bounded per peer."""
+
     async def one(peer: str) -> None:
         try:
-            await asyncio.wait_for(send(peer), _GOODBYE_TIMEOUT)
-        except (SendingFailure, asyncio.TimeoutError) as exc:
-            runtime.log.warning("%s could not reach %s: %s", what, peer, exc)
+            await asyncio.wait_for(runtime.transport.send_abort(peer, info), _BROADCAST_TIMEOUT)
+        except SendingFailure as exc:
+            runtime.log.warning("the error broadcast could not reach %s: %s", peer, exc)
+        except asyncio.TimeoutError:
+            runtime.log.warning(
+                "the error broadcast to %s timed out after %s s", peer, _BROADCAST_TIMEOUT
+            )
 
-    await asyncio.gather(*(one(p) for p in peers))
+    await asyncio.gather(*(one(p) for p in _live_peers(runtime)))
 
 
 async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
@@ -200,11 +206,16 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
     except Exception as exc:
         log.error("error during shutdown: %r", exc, exc_info=exc)
     finally:
+        await _bounded(list(runtime.aux_tasks), _BROADCAST_TIMEOUT)
         await _release(runtime, goodbye=not request.reason.is_error)
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
             runtime.loop.call_soon(_exit_process)
-        elif request.reason is Reason.SIGNAL and runtime.main_task is not None:
+        elif (
+            request.reason is Reason.SIGNAL
+            and runtime.main_task is not None
+            and not runtime.program_done
+        ):
             runtime.main_task.cancel(f"silo: {request.detail}")
 
 
@@ -221,12 +232,7 @@ async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
     if runtime.comm.continue_waiting_for_data_sending_on_error:
         await _bounded(list(runtime.pending_sends), runtime.comm.timeout_s)
     await _cancel_all(runtime.pending_sends)
-    info = _abort_info(runtime, request)
-
-    async def abort(peer: str) -> None:
-        await runtime.transport.send_abort(peer, info)
-
-    await _say(runtime, _live_peers(runtime), abort, "error broadcast")
+    await _broadcast_abort(runtime, _abort_info(runtime, request))
 
 
 def _warn_unasked_failures(runtime: Runtime) -> None:

@@ -94,6 +94,10 @@ class Runtime:
         self._shutdown: ShutdownFuture | None = None
         self._teardown_task: asyncio.Task[None] | None = None
         self.main_task: asyncio.Task[Any] | None = None
+        #: Set when the program has left ``async with silo.init(...)``: a signal then no longer
+        #: cancels it.
+        self.program_done = False
+        self._aux: set[asyncio.Task[Any]] = set()
         self._prev_exception_handler: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -200,6 +204,7 @@ class Runtime:
         self._calls.discard(task)
         self._sends.discard(task)
         self._actor_tasks.discard(task)
+        self._aux.discard(task)
         if task.cancelled():
             return
         exc = task.exception()
@@ -229,6 +234,11 @@ class Runtime:
     @property
     def actor_tasks(self) -> set[asyncio.Task[Any]]:
         return self._actor_tasks
+
+    @property
+    def aux_tasks(self) -> set[asyncio.Task[Any]]:
+        """Tasks the teardown lets finish (the user's async sending_failure_handler)."""
+        return self._aux
 
     @property
     def actors(self) -> dict[int, Actor]:
@@ -271,8 +281,20 @@ class Runtime:
             fut.set_exception(PeerUnavailableError(owner, f"{owner} is gone"))
         elif state is PeerState.SILENT:
             fut.set_exception(PeerUnavailableError(owner, f"{owner} never answered"))
-        elif self.shutdown_request is not None:
+        elif self._stopped_receiving():
             fut.set_exception(self.shutdown_error())
+
+    def _stopped_receiving(self) -> bool:
+        """After an error shutdown, or once a clean one is over, nothing more will arrive.
+
+        During a clean shutdown the channel is still open: this party's own calls may still be
+        waiting for their inputs, and those will come.
+        """
+        request = self.shutdown_request
+        if request is None:
+            return False
+        assert self._shutdown is not None
+        return request.reason.is_error or self._shutdown.finished
 
     def shutdown_error(self) -> BaseException:
         """What a pending get raises once the runtime has stopped."""
@@ -320,6 +342,7 @@ class Runtime:
         deps = find_objects(args, kwargs)
         self._check_objects(deps)
         if party == self.party:
+            self._expect(deps)
             futs = [self.future(o.id, party) for o in outputs]
             self.spawn(
                 self.execute(fn, args, kwargs, deps, futs, self.pool),
@@ -337,6 +360,7 @@ class Runtime:
         deps = find_objects(args, kwargs)
         self._check_objects(deps)
         if party == self.party:
+            self._expect(deps)
             actor = Actor(
                 cls=cls,
                 name=f"{cls.__name__}#{actor_id}",
@@ -362,11 +386,18 @@ class Runtime:
         deps = find_objects(args, kwargs)
         self._check_objects(deps)
         if party == self.party:
+            self._expect(deps)
             futs = [self.future(o.id, party) for o in outputs]
             self._actors[actor_id].call(method, args, kwargs, deps, futs)
         else:
             self._push_inputs(deps, party)
         return outputs
+
+    def _expect(self, deps: list[FedObject]) -> None:
+        """Register the inputs of a call placed here, so that they are awaited from now on."""
+        for dep in deps:
+            self._asked.add(dep.id)
+            self.future(dep.id, dep.owner)
 
     def kill_actor(self, party: str, actor_id: int) -> None:
         if party == self.party and actor_id in self._actors:
@@ -550,10 +581,8 @@ class Runtime:
         if self._peer_state[src] is PeerState.LIVE:
             self._peer_state[src] = PeerState.FINISHED
         self.transport.links[src].peer_finished()
-        self._fail_owned_by(
-            src,
-            PeerUnavailableError(src, f"{src} shut down before sending what {self.party} awaits"),
-        )
+        why = f"{src} shut down before sending what {self.party} awaits"
+        self._fail_owned_by(src, PeerUnavailableError(src, why))
 
     def peer_lost(self, peer: str, reason: str) -> None:
         """The peer vanished: fail what we await from anyone (the job is broken) and shut down.

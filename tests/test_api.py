@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import silo
+
 from multiparty import addresses_for
 
 
@@ -182,7 +183,10 @@ async def test_barrier_passes_when_everyone_is_there() -> None:
 
     config = {"barrier_on_initializing": True}
     assert await silo.simulate(main, ["a", "b", "c"], config=config) == {
-        "a": "a", "b": "b", "c": "c"}
+        "a": "a",
+        "b": "b",
+        "c": "c",
+    }
 
 
 async def test_awaitable_init_and_idempotent_shutdown() -> None:

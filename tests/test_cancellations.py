@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 import silo
+
 from multiparty import free_ports
 
 
@@ -86,17 +87,25 @@ async def test_cancelling_the_program_is_not_swallowed_and_shuts_down() -> None:
     assert runtimes[0].shutdown_request.reason.value == "program error"
 
 
-async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
-        deaf_peer: str) -> None:
+async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_peer: str) -> None:
     (port,) = free_ports(1)
     failures: list[silo.SendingFailure] = []
+    failed = asyncio.Event()
+
+    def handler(failure: silo.SendingFailure) -> None:
+        failures.append(failure)
+        failed.set()
+
     config = {"cross_silo_comm": {"timeout_in_ms": 500}}
     started = time.monotonic()
-    async with silo.init({"a": f"127.0.0.1:{port}", "deaf": deaf_peer}, "a", config=config,
-                         sending_failure_handler=failures.append) as rt:
+    async with silo.init(
+        {"a": f"127.0.0.1:{port}", "deaf": deaf_peer},
+        "a",
+        config=config,
+        sending_failure_handler=handler,
+    ):
         ident.party("deaf").remote(ident.party("a").remote(1))
-        while not rt.sending_failures:
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(failed.wait(), 5)
     assert time.monotonic() - started < 3
     assert len(failures) == 1
     assert "no acknowledgement within 500 ms" in str(failures[0])
@@ -105,10 +114,15 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
 
 @pytest.mark.parametrize("keep_waiting", [False, True])
 async def test_pending_sends_after_an_error_are_dropped_unless_asked(
-        deaf_peer: str, keep_waiting: bool) -> None:
+    deaf_peer: str, keep_waiting: bool
+) -> None:
     (port,) = free_ports(1)
-    config = {"cross_silo_comm": {"timeout_in_ms": 1500,
-                                  "continue_waiting_for_data_sending_on_error": keep_waiting}}
+    config = {
+        "cross_silo_comm": {
+            "timeout_in_ms": 1500,
+            "continue_waiting_for_data_sending_on_error": keep_waiting,
+        }
+    }
     started = 0.0
     with pytest.raises(KeyError):
         async with silo.init({"a": f"127.0.0.1:{port}", "deaf": deaf_peer}, "a", config=config):

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from silo.cli import main
+
 from _cli_support import (
     EXAMPLES,
     copy_federation,
@@ -22,8 +25,6 @@ from _cli_support import (
     wait_for_files,
     write_federation,
 )
-
-from silo.cli import main
 
 GOOD_PROGRAM = """\
 async def main(party):

@@ -29,17 +29,26 @@ def test_defaults_follow_rayfed() -> None:
 
 
 def test_every_key_is_taken() -> None:
-    config = parse_config({
-        "barrier_on_initializing": True,
-        "cross_silo_comm": {
-            "timeout_in_ms": 1000, "messages_max_size_in_bytes": 4096,
-            "exit_on_sending_failure": True, "continue_waiting_for_data_sending_on_error": True,
-            "expose_error_trace": True, "serializing_allowed_list": {"numpy": "*", "m": ["A"]},
-            "http_header": {"X-Org": "alice"},
-            "retry_policy": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 20,
-                             "backoff_multiplier": 1.5},
-        },
-    })
+    config = parse_config(
+        {
+            "barrier_on_initializing": True,
+            "cross_silo_comm": {
+                "timeout_in_ms": 1000,
+                "messages_max_size_in_bytes": 4096,
+                "exit_on_sending_failure": True,
+                "continue_waiting_for_data_sending_on_error": True,
+                "expose_error_trace": True,
+                "serializing_allowed_list": {"numpy": "*", "m": ["A"]},
+                "http_header": {"X-Org": "alice"},
+                "retry_policy": {
+                    "max_attempts": 3,
+                    "initial_backoff_ms": 10,
+                    "max_backoff_ms": 20,
+                    "backoff_multiplier": 1.5,
+                },
+            },
+        }
+    )
     comm = config.cross_silo_comm
     assert config.barrier_on_initializing
     assert comm.timeout_s == 1.0 and comm.messages_max_size_in_bytes == 4096
@@ -52,25 +61,45 @@ def test_every_key_is_taken() -> None:
     ("raw", "message"),
     [
         ({"nope": 1}, r"config: unknown key 'nope'"),
-        ({"cross_silo_comm": {"timeout_ms": 5}}, r"\['cross_silo_comm'\]: unknown key 'timeout_ms'"),
+        (
+            {"cross_silo_comm": {"timeout_ms": 5}},
+            r"\['cross_silo_comm'\]: unknown key 'timeout_ms'",
+        ),
         ({"cross_silo_comm": {"grpc_retry_policy": {}}}, r"silo calls it 'retry_policy'"),
-        ({"cross_silo_comm": {"timeout_in_ms": "fast"}},
-         r"\['timeout_in_ms'\]: expected an integer >= 1, got 'fast' \(str\)"),
+        (
+            {"cross_silo_comm": {"timeout_in_ms": "fast"}},
+            r"\['timeout_in_ms'\]: expected an integer >= 1, got 'fast' \(str\)",
+        ),
         ({"cross_silo_comm": {"timeout_in_ms": 0}}, r"\['timeout_in_ms'\]: expected an integer"),
         ({"cross_silo_comm": {"timeout_in_ms": True}}, r"got True \(bool\)"),
-        ({"cross_silo_comm": {"expose_error_trace": "yes"}},
-         r"\['expose_error_trace'\]: expected true or false, got 'yes'"),
-        ({"cross_silo_comm": {"messages_max_size_in_bytes": 10}},
-         r"\['messages_max_size_in_bytes'\]: expected an integer >= 1024"),
-        ({"cross_silo_comm": {"serializing_allowed_list": {"numpy": 3}}},
-         r"\['serializing_allowed_list'\]\['numpy'\]: expected \"\*\" or a list of names"),
-        ({"cross_silo_comm": {"http_header": {"X": 1}}}, r"\['http_header'\]\['X'\]: expected a string"),
-        ({"cross_silo_comm": {"retry_policy": {"max_attempts": 0}}},
-         r"\['retry_policy'\]\['max_attempts'\]: expected an integer >= 1"),
-        ({"cross_silo_comm": {"retry_policy": {"backoff_multiplier": 0.5}}},
-         r"\['backoff_multiplier'\]: expected a number >= 1"),
-        ({"cross_silo_comm": {"retry_policy": {"initial_backoff_ms": 50, "max_backoff_ms": 10}}},
-         r"\['max_backoff_ms'\]: must be >= initial_backoff_ms"),
+        (
+            {"cross_silo_comm": {"expose_error_trace": "yes"}},
+            r"\['expose_error_trace'\]: expected true or false, got 'yes'",
+        ),
+        (
+            {"cross_silo_comm": {"messages_max_size_in_bytes": 10}},
+            r"\['messages_max_size_in_bytes'\]: expected an integer >= 1024",
+        ),
+        (
+            {"cross_silo_comm": {"serializing_allowed_list": {"numpy": 3}}},
+            r"\['serializing_allowed_list'\]\['numpy'\]: expected \"\*\" or a list of names",
+        ),
+        (
+            {"cross_silo_comm": {"http_header": {"X": 1}}},
+            r"\['http_header'\]\['X'\]: expected a string",
+        ),
+        (
+            {"cross_silo_comm": {"retry_policy": {"max_attempts": 0}}},
+            r"\['retry_policy'\]\['max_attempts'\]: expected an integer >= 1",
+        ),
+        (
+            {"cross_silo_comm": {"retry_policy": {"backoff_multiplier": 0.5}}},
+            r"\['backoff_multiplier'\]: expected a number >= 1",
+        ),
+        (
+            {"cross_silo_comm": {"retry_policy": {"initial_backoff_ms": 50, "max_backoff_ms": 10}}},
+            r"\['max_backoff_ms'\]: must be >= initial_backoff_ms",
+        ),
         ({"cross_silo_comm": {"retry_policy": {"jitter": 1}}}, r"unknown key 'jitter'"),
         ({"barrier_on_initializing": 1}, r"\['barrier_on_initializing'\]: expected true or false"),
         ({"cross_silo_comm": []}, r"\['cross_silo_comm'\]: expected a mapping"),
@@ -120,6 +149,7 @@ def test_tls_config_needs_three_paths() -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    policy = RetryPolicy(max_attempts=5, initial_backoff_ms=100, max_backoff_ms=300,
-                         backoff_multiplier=2.0)
+    policy = RetryPolicy(
+        max_attempts=5, initial_backoff_ms=100, max_backoff_ms=300, backoff_multiplier=2.0
+    )
     assert [policy.backoff_s(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from _cli_support import EXAMPLES, Finished, copy_federation, run_silo, silo_env
 
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))

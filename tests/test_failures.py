@@ -88,7 +88,8 @@ def test_without_exit_on_sending_failure_the_program_goes_on() -> None:
     alice = runs["alice"]
     assert alice.returncode == 0, str(alice)
     assert alice.result["handler_calls"] == 1
-    assert alice.result["failures"] == 2
+    assert alice.result["failures"] >= 2
+    assert alice.result["local"] == 42
 
 
 def test_frames_of_another_job_are_refused_naming_both_jobs() -> None:

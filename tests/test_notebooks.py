@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from _cli_support import EXAMPLES, ROOT
 
 nbclient = pytest.importorskip("nbclient")

@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 
 import silo
-from multiparty import addresses_for
 from silo.transport.base import CONTROL_PATH, DATA_PATH, WS_PATH
 from silo.wire import Kind, decode_frame, encode_control, encode_data
+
+from multiparty import addresses_for
 
 
 @pytest.fixture
@@ -30,13 +31,17 @@ HEADERS = {"X-Silo-Job": "job", "X-Silo-Party": "alice", "X-Silo-Protocol": "1"}
     ("headers", "status", "text"),
     [
         ({}, 400, "speaks silo protocol 1"),
-        ({**HEADERS, "X-Silo-Job": "other"}, 409, "job 'other' was refused by party 'bob', which "
-                                                  "runs job 'job'"),
+        (
+            {**HEADERS, "X-Silo-Job": "other"},
+            409,
+            "job 'other' was refused by party 'bob', which runs job 'job'",
+        ),
         ({**HEADERS, "X-Silo-Party": "mallory"}, 403, "'mallory' is not a peer"),
     ],
 )
 async def test_requests_are_checked_before_their_body(
-        bob: tuple[silo.Runtime, str], headers: dict[str, str], status: int, text: str) -> None:
+    bob: tuple[silo.Runtime, str], headers: dict[str, str], status: int, text: str
+) -> None:
     _, url = bob
     async with aiohttp.ClientSession() as session:
         for path in (DATA_PATH, CONTROL_PATH, WS_PATH):
@@ -47,13 +52,16 @@ async def test_requests_are_checked_before_their_body(
 
 
 async def test_oversized_body_is_refused_from_its_announced_length(
-        bob: tuple[silo.Runtime, str]) -> None:
+    bob: tuple[silo.Runtime, str],
+) -> None:
     _, url = bob
     host, port = url[7:].rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
-    writer.write(f"POST {DATA_PATH} HTTP/1.1\r\nHost: x\r\n{head}"
-                 f"Content-Length: {10 * 1024**3}\r\n\r\n".encode())
+    writer.write(
+        f"POST {DATA_PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+        f"Content-Length: {10 * 1024**3}\r\n\r\n".encode()
+    )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), 5)
     rest = await asyncio.wait_for(reader.read(4096), 5)
@@ -63,7 +71,8 @@ async def test_oversized_body_is_refused_from_its_announced_length(
 
 
 async def test_bad_frames_are_refused_and_the_party_keeps_working(
-        bob: tuple[silo.Runtime, str]) -> None:
+    bob: tuple[silo.Runtime, str],
+) -> None:
     rt, url = bob
     async with aiohttp.ClientSession(headers=HEADERS) as session:
         async with session.post(url + CONTROL_PATH, data=b"\x00\x00\x00\x05junk!") as resp:
@@ -90,7 +99,8 @@ async def test_bad_frames_are_refused_and_the_party_keeps_working(
 
 
 async def test_error_frames_are_never_pickled_on_the_control_path(
-        bob: tuple[silo.Runtime, str]) -> None:
+    bob: tuple[silo.Runtime, str],
+) -> None:
     rt, url = bob
     frame = encode_control(Kind.DATA, "job", "alice", 1, (2, 0), [0, []])
     async with aiohttp.ClientSession(headers=HEADERS) as session:

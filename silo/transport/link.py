@@ -73,7 +73,8 @@ class PeerLink:
         self._events = events
         self._ssl = ssl_context
         scheme = "https" if ssl_context else "http"
-        self._base = f"{scheme}://{address.host}:{address.port}"
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        self._base = f"{scheme}://{host}:{address.port}"
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._connected = asyncio.Event()

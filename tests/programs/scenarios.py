@@ -52,6 +52,13 @@ def describe(exc: BaseException) -> dict[str, Any]:
     return out
 
 
+async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll a condition that has no hook to await (the runtime's own failure records)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
 def comm(**extra: Any) -> dict[str, Any]:
     return {"cross_silo_comm": {"timeout_in_ms": 20000, "expose_error_trace": EXPOSE, **extra}}
 
@@ -298,9 +305,8 @@ async def no_exit_on_failure(party: str) -> None:
         x = inc.party("alice").remote(1)
         inc.party("bob").remote(x)
         inc.party("bob").remote(inc.party("alice").remote(5))
-        while len(rt.sending_failures) < 2:
-            await asyncio.sleep(0.05)
-        local = await silo.get(inc.party("alice").remote(41)) if False else None
+        await wait_until(lambda: len(rt.sending_failures) >= 2, 10)
+        local = await silo.get(inc.party("alice").remote(41))
         report({"handler_calls": len(calls), "failures": len(rt.sending_failures), "local": local})
 
 
@@ -315,9 +321,7 @@ async def wrong_job(party: str) -> None:
         x = inc.party(party).remote(1)
         other = "bob" if party == "alice" else "alice"
         inc.party(other).remote(x)
-        deadline = time.monotonic() + 10
-        while not failures and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: bool(failures), 10)
         report(failures)
         # Keep listening, so that the peer meets this job's refusal rather than a closed port.
         await asyncio.sleep(2.0)
@@ -388,9 +392,8 @@ async def allowlist(party: str) -> None:
             outcome: Any = {"value": getattr(value, "text", None)}
         except Exception as exc:
             outcome = describe(exc)
-        deadline = time.monotonic() + 5
-        while party == "alice" and not refusals and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if party == "alice":
+            await wait_until(lambda: bool(refusals), 5)
         report({"numpy_sum": ok, "secret": outcome, "refusals": refusals})
 
 
