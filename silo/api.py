@@ -182,7 +182,9 @@ class ActorHandle:
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") or not callable(getattr(self._cls, name, None)):
             raise AttributeError(f"actor {self._cls.__name__} has no method {name!r}")
-        return ActorMethod(self, name, {"num_returns": 1})
+        method = ActorMethod(self, name, {"num_returns": 1})
+        self.__dict__[name] = method
+        return method
 
     def __repr__(self) -> str:
         return f"ActorHandle({self._cls.__name__}, party={self._party!r}, id={self._actor_id})"

@@ -62,15 +62,25 @@ def _walk(value: Any, visit: Callable[[FedObject], Any]) -> Any:
 
 
 def find_objects(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[FedObject]:
-    """Every FedObject in the arguments, also inside lists, tuples and dicts, first use first."""
+    """Every FedObject in the arguments, also inside lists, tuples and dicts, first use first.
+
+    Builds nothing: a stack of the values still to look at, in reverse order.
+    """
     found: dict[tuple[int, int], FedObject] = {}
-
-    def visit(obj: FedObject) -> FedObject:
-        found.setdefault(obj.id, obj)
-        return obj
-
-    if args or kwargs:
-        _walk((args, kwargs), visit)
+    stack: list[Any] = [*reversed(list(kwargs.values())), *reversed(args)]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is FedObject:
+            found.setdefault(value.id, value)
+        elif (
+            kind is list
+            or kind is tuple
+            or (isinstance(value, tuple) and hasattr(value, "_fields"))
+        ):
+            stack.extend(reversed(value))
+        elif kind is dict:
+            stack.extend(reversed(list(value.values())))
     return list(found.values())
 
 

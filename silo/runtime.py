@@ -98,6 +98,7 @@ class Runtime:
         #: cancels it.
         self.program_done = False
         self._aux: set[asyncio.Task[Any]] = set()
+        self._coroutine_functions: dict[object, bool] = {}
         self._prev_exception_handler: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -420,7 +421,7 @@ class Runtime:
         try:
             values = await self.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
-            if inspect.iscoroutinefunction(fn):
+            if self._is_coroutine(fn):
                 result = await fn(*call_args, **call_kwargs)
             else:
                 result = await pool.submit(fn, *call_args, **call_kwargs)
@@ -445,6 +446,13 @@ class Runtime:
             if not fut.done():
                 fut.set_result(item)
 
+    def _is_coroutine(self, fn: Callable[..., Any]) -> bool:
+        key = getattr(fn, "__func__", fn)
+        flag = self._coroutine_functions.get(key)
+        if flag is None:
+            flag = self._coroutine_functions[key] = inspect.iscoroutinefunction(fn)
+        return flag
+
     async def resolve(self, objs: list[FedObject]) -> dict[ObjectId, Any]:
         """The values of ``objs``; raises the first failure as soon as it is known."""
         futs = []
@@ -452,7 +460,10 @@ class Runtime:
             self._asked.add(obj.id)
             futs.append(self.future(obj.id, obj.owner))
         pending = [f for f in futs if not f.done()]
-        while pending:
+        if len(pending) == 1:
+            # Shielded: cancelling the waiter (a get's timeout) must not cancel the object.
+            await asyncio.shield(pending[0])
+        while len(pending) > 1:
             done, still = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
             for fut in done:
                 exc = fut.exception()
@@ -468,6 +479,9 @@ class Runtime:
             if obj.owner == self.party:
                 for peer in self.peers:
                     self.push(obj.id, peer)
+        if timeout is None:
+            values = await self.resolve(objs)
+            return [values[o.id] for o in objs]
         try:
             values = await asyncio.wait_for(self.resolve(objs), timeout)
         except asyncio.TimeoutError:

@@ -43,6 +43,7 @@ __all__ = ["PeerLink"]
 _STREAM_CHUNK = 4 << 20
 _HEARTBEAT_S = 10.0
 _REFUSAL_GRACE_S = 1.0
+_CONNECT_BACKOFF_S = 0.005
 _REFUSED_STATUSES = frozenset({400, 403, 409, 411, 413})
 
 
@@ -331,7 +332,7 @@ class PeerLink:
                 if self._finished:
                     return
                 continue
-            await asyncio.sleep(policy.backoff_s(attempt))
+            await asyncio.sleep(_connect_backoff(attempt, policy.max_backoff_ms))
 
     def _check_silence(self, started: float) -> None:
         """Tell the runtime once if the peer never answered within ``timeout_in_ms``."""
@@ -367,6 +368,13 @@ class PeerLink:
         self._settled.set()
         self._fail_answers(_Broken(why))
         self._events.peer_lost(self.peer, why)
+
+
+def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:
+    """Waiting for a peer to start listening: poll fast at first (a refused connection on the
+    same network costs little), then back off to ``max_backoff_ms``."""
+    delay: float = _CONNECT_BACKOFF_S * 2.0 ** max(0, attempt - 1)
+    return min(delay, max(max_backoff_ms / 1000, _CONNECT_BACKOFF_S))
 
 
 async def _stream(frame: OutFrame) -> AsyncIterator[bytes | memoryview]:
