@@ -32,7 +32,7 @@ HEADER_OBJECT = "X-Silo-Object"
 #: Frames up to this size travel as one websocket message; larger ones are streamed in an HTTP
 #: request of their own, buffer by buffer, so nothing large is joined, masked or copied whole and
 #: small frames never queue behind a large transfer.
-INLINE_LIMIT = 1 << 20
+INLINE_LIMIT = 4 << 20
 
 
 class FrameSink(Protocol):
