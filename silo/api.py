@@ -270,8 +270,17 @@ class _Init(Generic[T]):
         request = runtime.shutdown_request
         if exc is None:
             await runtime.shutdown()
-            if request is not None and request.reason is Reason.REMOTE_ERROR and request.error:
-                # The program finished, but the job did not: a peer failed or vanished meanwhile.
+            if (
+                request is not None
+                and request.error is not None
+                and request.reason
+                in (
+                    Reason.REMOTE_ERROR,
+                    Reason.SIGNAL,
+                )
+            ):
+                # The program finished, but the job did not: a peer failed or vanished meanwhile,
+                # or a signal stopped it (the program caught what its gets raised).
                 raise request.error
             return False
         if request is not None and request.reason is Reason.SIGNAL and request.error is not None:

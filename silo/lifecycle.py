@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import context
@@ -67,7 +67,15 @@ def run_failure_handler(
         runtime.log.error("sending_failure_handler raised %r", exc, exc_info=exc)
         return
     if asyncio.iscoroutine(outcome):
-        runtime.spawn(outcome, "silo-sending-failure-handler", runtime.aux_tasks)
+        runtime.spawn(_logged(runtime, outcome), "silo-sending-failure-handler", runtime.aux_tasks)
+
+
+async def _logged(runtime: Runtime, handler: Coroutine[Any, Any, object]) -> None:
+    """An async handler's exception is logged, as a plain handler's is; it fails nothing."""
+    try:
+        await handler
+    except Exception as exc:
+        runtime.log.error("sending_failure_handler raised %r", exc, exc_info=exc)
 
 
 # ---------------------------------------------------------------------- loop hooks

@@ -112,6 +112,23 @@ def test_allow_list_refuses_unlisted_class_while_numpy_passes() -> None:
     assert any("payloads.Secret" in r for r in alice["refusals"])
 
 
+def test_a_frame_over_the_receivers_limit_fails_there_too() -> None:
+    runs = run_federation("too_large", ALICE_BOB)
+    bob, alice = runs["bob"].result, runs["alice"].result
+    assert bob["outcome"][0] == alice["outcome"][0] == 4950.0
+    refused = bob["outcome"][1]
+    assert (
+        refused["type"] == "FrameRejected"
+        and "messages_max_size_in_bytes (65536)" in refused["str"]
+    )
+    # alice learns it twice: her push was refused, and bob's failed call reaches her as an error
+    assert alice["outcome"][1]["type"] == "FedRemoteError"
+    assert alice["outcome"][1]["src"] == "bob"
+    assert any("exceeds party 'bob'" in f for f in alice["failures"])
+    for run in runs.values():
+        assert run.elapsed < 10, str(run)
+
+
 def _parked_pair() -> tuple[dict[str, object], float]:
     addresses = addresses_for(ALICE_BOB)
     started = time.monotonic()

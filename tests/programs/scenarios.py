@@ -398,6 +398,27 @@ async def allowlist(party: str) -> None:
 
 
 @scenario
+async def too_large(party: str) -> None:
+    """Both parties refuse frames over 64 KiB: bob's own get raises instead of waiting."""
+    failures: list[str] = []
+    config = comm(messages_max_size_in_bytes=64 * 1024)
+    async with init(
+        party, config=config, sending_failure_handler=lambda e: failures.append(str(e))
+    ):
+        small = make_array.party("alice").remote(100)
+        big = make_array.party("alice").remote(100_000)
+        outcome: list[Any] = [float((await silo.get(small)).sum())]
+        try:
+            await silo.get(checksum.party("bob").remote(big))
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(describe(exc))
+        if party == "alice":
+            await wait_until(lambda: bool(failures), 5)
+        report({"outcome": outcome, "failures": failures})
+
+
+@scenario
 async def big_array(party: str) -> None:
     n = 64 * 1024 * 1024 // 8
     async with init(party):
