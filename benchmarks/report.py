@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from .harness import Figure
 
 HEADERS = ("bench", "case", "loop", "median", "min", "max", "unit", "same-run baseline", "target")
+
+ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
 def number(value: float) -> str:
@@ -97,6 +100,7 @@ def markdown(
         parts += ["## Failures", ""]
         parts += [f"- {failure}" for failure in failures]
         parts += [""]
+    parts += [ANALYSIS.read_text().rstrip(), ""]
     parts += ["## Method", ""]
     parts += [f"- {note}" for note in notes]
     parts += ["", "## Machine", ""]

@@ -340,17 +340,13 @@ class Runtime:
     ) -> list[FedObject]:
         """Schedule a function call pinned to ``party``; returns its output objects at once."""
         outputs = self.new_outputs(party, num_returns)
-        deps = find_objects(args, kwargs)
-        self._check_objects(deps)
-        if party == self.party:
-            self._expect(deps)
+        deps = self._place(party, args, kwargs)
+        if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
             self.spawn(
                 self.execute(fn, args, kwargs, deps, futs, self.pool),
                 f"silo-call-{getattr(fn, '__name__', 'fn')}-{outputs[0].seq}",
             )
-        else:
-            self._push_inputs(deps, party)
         return outputs
 
     def create_actor(
@@ -358,10 +354,8 @@ class Runtime:
     ) -> int:
         """Schedule the construction of an actor pinned to ``party``; returns its id."""
         actor_id = self.new_outputs(party, 1)[0].seq
-        deps = find_objects(args, kwargs)
-        self._check_objects(deps)
-        if party == self.party:
-            self._expect(deps)
+        deps = self._place(party, args, kwargs)
+        if deps is not None:
             actor = Actor(
                 cls=cls,
                 name=f"{cls.__name__}#{actor_id}",
@@ -370,8 +364,6 @@ class Runtime:
             )
             self._actors[actor_id] = actor
             actor.construct(args, kwargs, deps)
-        else:
-            self._push_inputs(deps, party)
         return actor_id
 
     def call_actor(
@@ -384,21 +376,29 @@ class Runtime:
         num_returns: int,
     ) -> list[FedObject]:
         outputs = self.new_outputs(party, num_returns)
-        deps = find_objects(args, kwargs)
-        self._check_objects(deps)
-        if party == self.party:
-            self._expect(deps)
+        deps = self._place(party, args, kwargs)
+        if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
             self._actors[actor_id].call(method, args, kwargs, deps, futs)
-        else:
-            self._push_inputs(deps, party)
         return outputs
 
-    def _expect(self, deps: list[FedObject]) -> None:
-        """Register the inputs of a call placed here, so that they are awaited from now on."""
+    def _place(
+        self, party: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> list[FedObject] | None:
+        """The inputs of a call pinned to ``party``.
+
+        If the call runs here, its inputs are awaited from now on and returned; otherwise the
+        inputs this party owns are pushed to ``party`` and ``None`` is returned.
+        """
+        deps = find_objects(args, kwargs)
+        self._check_objects(deps)
+        if party != self.party:
+            self._push_inputs(deps, party)
+            return None
         for dep in deps:
             self._asked.add(dep.id)
             self.future(dep.id, dep.owner)
+        return deps
 
     def kill_actor(self, party: str, actor_id: int) -> None:
         if party == self.party and actor_id in self._actors:
