@@ -15,7 +15,6 @@ import inspect
 import itertools
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from enum import Enum
 from typing import Any
 
 from . import context
@@ -23,19 +22,19 @@ from .actors import Actor
 from .config import Address, Config, TLSConfig
 from .errors import (
     FedRemoteError,
-    FrameRejected,
     GetTimeoutError,
     PeerUnavailableError,
     RuntimeClosedError,
     SendingFailure,
-    SerializationError,
     SiloError,
 )
 from .graph import FedObject, find_objects, substitute
+from .inbound import Inbound, PeerState
 from .log import party_logger
+from .outbound import Outbound
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .transport import Transport
-from .wire import ErrorInfo, ObjectId
+from .wire import ObjectId
 from .workers import WorkerPool
 
 __all__ = ["PeerState", "Runtime"]
@@ -43,16 +42,7 @@ __all__ = ["PeerState", "Runtime"]
 _tokens = itertools.count(1)
 
 
-class PeerState(Enum):
-    LIVE = "live"
-    FINISHED = "finished"
-    LOST = "lost"
-    ABORTED = "aborted"
-    UNREACHABLE = "unreachable"
-    SILENT = "silent"
-
-
-class Runtime:
+class Runtime(Inbound, Outbound):
     """One party's runtime. Create with :func:`silo.init`; ``shutdown`` is idempotent."""
 
     def __init__(
@@ -490,151 +480,6 @@ class Runtime:
                 f"silo.get timed out after {timeout} s waiting for {', '.join(map(repr, missing))}"
             ) from None
         return [values[o.id] for o in objs]
-
-    # ------------------------------------------------------------------ sending
-
-    def _push_inputs(self, deps: list[FedObject], party: str) -> None:
-        for dep in deps:
-            if dep.owner == self.party:
-                self._asked.add(dep.id)
-                self.push(dep.id, party)
-
-    def push(self, object_id: ObjectId, peer: str) -> None:
-        """Send an owned object to ``peer`` once it is ready; at most once per peer."""
-        key = (object_id, peer)
-        if key in self._pushed:
-            return
-        self._pushed.add(key)
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self.spawn(self._push(object_id, peer), f"silo-push-{object_id}-{peer}", self._sends)
-
-    async def _push(self, object_id: ObjectId, peer: str) -> None:
-        fut = self.future(object_id, self.party)
-        try:
-            value = await fut
-        except Exception as exc:
-            await self._send_error(peer, object_id, exc)
-            return
-        try:
-            await self.transport.send_data(peer, object_id, value)
-        except SerializationError as exc:
-            self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
-            await self._send_error(peer, object_id, exc)
-        except SendingFailure as exc:
-            self.sending_failure(exc)
-            if not isinstance(exc, FrameRejected):
-                # The value did not arrive: tell the peer on the control path, so it raises
-                # instead of waiting for it.
-                await self._send_error(peer, object_id, exc)
-
-    async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
-        info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
-        try:
-            await self.transport.send_error(peer, object_id, info)
-        except SendingFailure as failure:
-            self.log.error(
-                "the error frame for object %s could not be delivered: %s will not "
-                "learn of the error from us",
-                object_id,
-                peer,
-            )
-            self.sending_failure(failure)
-
-    def sending_failure(self, failure: SendingFailure) -> None:
-        """Record a sending failure; the handler runs once, for the first."""
-        from . import lifecycle
-
-        self.log.error("sending failure: %s", failure)
-        if self._peer_state.get(failure.peer) is PeerState.LIVE:
-            self._peer_state[failure.peer] = PeerState.UNREACHABLE
-        self.sending_failures.append(failure)
-        if len(self.sending_failures) == 1:
-            lifecycle.run_failure_handler(self, self._handler, failure)
-            if self.comm.exit_on_sending_failure:
-                self.request_shutdown(Reason.SENDING_FAILURE, failure, str(failure))
-
-    def peer_state(self, peer: str) -> PeerState:
-        return self._peer_state[peer]
-
-    # ------------------------------------------------------------------ receiving (FrameSink)
-
-    def _store(self, src: str, object_id: ObjectId) -> asyncio.Future[Any] | None:
-        fut = self.future(object_id, src)
-        owner = self._owner_of[object_id]
-        if owner != src:
-            self.log.warning("ignored object %s from %s: it belongs to %s", object_id, src, owner)
-            return None
-        return None if fut.done() else fut
-
-    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None:
-        fut = self._store(src, object_id)
-        if fut is not None:
-            fut.set_result(value)
-
-    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
-        fut = self._store(src, object_id)
-        if fut is not None:
-            fut.set_exception(info.to_exception())
-
-    def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
-        self.log.error("object %s from %s refused: %s", object_id, src, error)
-        fut = self._store(src, object_id)
-        if fut is not None:
-            fut.set_exception(error)
-
-    def deliver_abort(self, src: str, info: ErrorInfo) -> None:
-        error = info.to_exception()
-        self.log.error("party %s aborted: %s", src, error)
-        self._peer_state[src] = PeerState.ABORTED
-        self.fail_pending(error, remote_only=True)
-        self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
-
-    def deliver_goodbye(self, src: str) -> None:
-        self.log.debug("%s finished", src)
-        if self._peer_state[src] is PeerState.LIVE:
-            self._peer_state[src] = PeerState.FINISHED
-        self.transport.links[src].peer_finished()
-        why = f"{src} shut down before sending what {self.party} awaits"
-        self._fail_owned_by(src, PeerUnavailableError(src, why))
-
-    def peer_lost(self, peer: str, reason: str) -> None:
-        """The peer vanished: fail what we await from anyone (the job is broken) and shut down.
-
-        During a shutdown already under way, only what we await from that peer fails.
-        """
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self._peer_state[peer] = PeerState.LOST
-        error = PeerUnavailableError(peer, reason)
-        if self.shutdown_request is not None:
-            self._fail_owned_by(peer, error)
-            return
-        self.log.error("%s", error)
-        self.fail_pending(error, remote_only=True)
-        self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
-
-    def _fail_owned_by(self, peer: str, error: BaseException) -> None:
-        for object_id, fut in self._objects.items():
-            if not fut.done() and self._owner_of[object_id] == peer:
-                fut.set_exception(error)
-
-    def peer_silent(self, peer: str, reason: str) -> None:
-        """Fail what this party awaits from a peer that never came; the runtime goes on."""
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self._peer_state[peer] = PeerState.SILENT
-        self.log.error("%s", reason)
-        self._fail_owned_by(peer, PeerUnavailableError(peer, reason))
-
-    def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
-        """Fail every object still awaited (only those owned by peers if ``remote_only``)."""
-        for object_id, fut in self._objects.items():
-            if fut.done():
-                continue
-            if remote_only and self._owner_of[object_id] == self.party:
-                continue
-            fut.set_exception(error)
 
 
 def _fail(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:

@@ -1,0 +1,137 @@
+"""What arrives from peers, and the peer states it moves.
+
+The runtime's side of :class:`~silo.transport.base.FrameSink`: values, error frames, refusals,
+aborts, a peer's goodbye, a lost or silent peer. Every method is synchronous and fast: it fills
+or fails futures of the object table and, for a broken job, asks for shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .errors import PeerUnavailableError, SiloError
+from .log import PartyLogger
+from .shutdown import Reason, ShutdownRequest
+from .wire import ErrorInfo, ObjectId
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["Inbound", "PeerState"]
+
+
+class PeerState(Enum):
+    LIVE = "live"
+    FINISHED = "finished"
+    LOST = "lost"
+    ABORTED = "aborted"
+    UNREACHABLE = "unreachable"
+    SILENT = "silent"
+
+
+class Inbound:
+    """Mixed into :class:`~silo.runtime.Runtime`, which provides the state and hooks below."""
+
+    party: str
+    log: PartyLogger
+    _objects: dict[ObjectId, asyncio.Future[Any]]
+    _owner_of: dict[ObjectId, str]
+    _peer_state: dict[str, PeerState]
+
+    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    @property
+    def transport(self) -> Transport:
+        raise NotImplementedError
+
+    @property
+    def shutdown_request(self) -> ShutdownRequest | None:
+        raise NotImplementedError
+
+    def request_shutdown(
+        self, reason: Reason, error: BaseException | None = None, detail: str = ""
+    ) -> bool:
+        raise NotImplementedError
+
+    def peer_state(self, peer: str) -> PeerState:
+        return self._peer_state[peer]
+
+    def _store(self, src: str, object_id: ObjectId) -> asyncio.Future[Any] | None:
+        fut = self.future(object_id, src)
+        owner = self._owner_of[object_id]
+        if owner != src:
+            self.log.warning("ignored object %s from %s: it belongs to %s", object_id, src, owner)
+            return None
+        return None if fut.done() else fut
+
+    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None:
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_result(value)
+
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_exception(info.to_exception())
+
+    def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
+        self.log.error("object %s from %s refused: %s", object_id, src, error)
+        fut = self._store(src, object_id)
+        if fut is not None:
+            fut.set_exception(error)
+
+    def deliver_abort(self, src: str, info: ErrorInfo) -> None:
+        error = info.to_exception()
+        self.log.error("party %s aborted: %s", src, error)
+        self._peer_state[src] = PeerState.ABORTED
+        self.fail_pending(error, remote_only=True)
+        self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
+
+    def deliver_goodbye(self, src: str) -> None:
+        self.log.debug("%s finished", src)
+        if self._peer_state[src] is PeerState.LIVE:
+            self._peer_state[src] = PeerState.FINISHED
+        self.transport.links[src].peer_finished()
+        why = f"{src} shut down before sending what {self.party} awaits"
+        self._fail_owned_by(src, PeerUnavailableError(src, why))
+
+    def peer_lost(self, peer: str, reason: str) -> None:
+        """The peer vanished: fail what we await from anyone (the job is broken) and shut down.
+
+        During a shutdown already under way, only what we await from that peer fails.
+        """
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self._peer_state[peer] = PeerState.LOST
+        error = PeerUnavailableError(peer, reason)
+        if self.shutdown_request is not None:
+            self._fail_owned_by(peer, error)
+            return
+        self.log.error("%s", error)
+        self.fail_pending(error, remote_only=True)
+        self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
+
+    def _fail_owned_by(self, peer: str, error: BaseException) -> None:
+        for object_id, fut in self._objects.items():
+            if not fut.done() and self._owner_of[object_id] == peer:
+                fut.set_exception(error)
+
+    def peer_silent(self, peer: str, reason: str) -> None:
+        """Fail what this party awaits from a peer that never came; the runtime goes on."""
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self._peer_state[peer] = PeerState.SILENT
+        self.log.error("%s", reason)
+        self._fail_owned_by(peer, PeerUnavailableError(peer, reason))
+
+    def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
+        """Fail every object still awaited (only those owned by peers if ``remote_only``)."""
+        for object_id, fut in self._objects.items():
+            if fut.done():
+                continue
+            if remote_only and self._owner_of[object_id] == self.party:
+                continue
+            fut.set_exception(error)

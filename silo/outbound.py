@@ -1,0 +1,122 @@
+"""What this party sends: values it owns, pushed at most once per peer, and error frames.
+
+A value is pushed to a peer when a call placed there consumes it or when the program asks for it
+with ``get``. A value whose call failed becomes an error frame (plain msgpack fields). A send that
+fails after its retries is a sending failure: recorded, the user's handler run once, and, with
+``exit_on_sending_failure``, the runtime stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, cast
+
+from .config import CrossSiloCommConfig
+from .errors import FrameRejected, SendingFailure, SerializationError
+from .graph import FedObject
+from .inbound import PeerState
+from .log import PartyLogger
+from .shutdown import Reason
+from .wire import ErrorInfo, ObjectId
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .transport import Transport
+
+__all__ = ["Outbound"]
+
+
+class Outbound:
+    """Mixed into :class:`~silo.runtime.Runtime`, which provides the state and hooks below."""
+
+    party: str
+    log: PartyLogger
+    comm: CrossSiloCommConfig
+    sending_failures: list[SendingFailure]
+    _asked: set[ObjectId]
+    _pushed: set[tuple[ObjectId, str]]
+    _sends: set[asyncio.Task[Any]]
+    _peer_state: dict[str, PeerState]
+    _handler: Callable[[SendingFailure], object] | None
+
+    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    @property
+    def transport(self) -> Transport:
+        raise NotImplementedError
+
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        group: set[asyncio.Task[Any]] | None = None,
+    ) -> asyncio.Task[Any]:
+        raise NotImplementedError
+
+    def request_shutdown(
+        self, reason: Reason, error: BaseException | None = None, detail: str = ""
+    ) -> bool:
+        raise NotImplementedError
+
+    def _push_inputs(self, deps: list[FedObject], party: str) -> None:
+        for dep in deps:
+            if dep.owner == self.party:
+                self._asked.add(dep.id)
+                self.push(dep.id, party)
+
+    def push(self, object_id: ObjectId, peer: str) -> None:
+        """Send an owned object to ``peer`` once it is ready; at most once per peer."""
+        key = (object_id, peer)
+        if key in self._pushed:
+            return
+        self._pushed.add(key)
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return
+        self.spawn(self._push(object_id, peer), f"silo-push-{object_id}-{peer}", self._sends)
+
+    async def _push(self, object_id: ObjectId, peer: str) -> None:
+        fut = self.future(object_id, self.party)
+        try:
+            value = await fut
+        except Exception as exc:
+            await self._send_error(peer, object_id, exc)
+            return
+        try:
+            await self.transport.send_data(peer, object_id, value)
+        except SerializationError as exc:
+            self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
+            await self._send_error(peer, object_id, exc)
+        except SendingFailure as exc:
+            self.sending_failure(exc)
+            if not isinstance(exc, FrameRejected):
+                # The value did not arrive: tell the peer on the control path, so it raises
+                # instead of waiting for it.
+                await self._send_error(peer, object_id, exc)
+
+    async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
+        info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
+        try:
+            await self.transport.send_error(peer, object_id, info)
+        except SendingFailure as failure:
+            self.log.error(
+                "the error frame for object %s could not be delivered: %s will not "
+                "learn of the error from us",
+                object_id,
+                peer,
+            )
+            self.sending_failure(failure)
+
+    def sending_failure(self, failure: SendingFailure) -> None:
+        """Record a sending failure; the handler runs once, for the first."""
+        from . import lifecycle
+
+        self.log.error("sending failure: %s", failure)
+        if self._peer_state.get(failure.peer) is PeerState.LIVE:
+            self._peer_state[failure.peer] = PeerState.UNREACHABLE
+        self.sending_failures.append(failure)
+        if len(self.sending_failures) == 1:
+            lifecycle.run_failure_handler(cast("Runtime", self), self._handler, failure)
+            if self.comm.exit_on_sending_failure:
+                self.request_shutdown(Reason.SENDING_FAILURE, failure, str(failure))
