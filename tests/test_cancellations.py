@@ -25,11 +25,19 @@ def ident(x: int) -> int:
     return x
 
 
+SEEN_HEADERS: list[dict[str, str]] = []
+
+
 @pytest.fixture
 async def deaf_peer() -> AsyncIterator[str]:
-    """A 'peer' that accepts the websocket and every frame but never acknowledges one."""
+    """A 'peer' that accepts the websocket and every frame but never acknowledges one.
+
+    It records the headers of every request in ``SEEN_HEADERS``.
+    """
+    SEEN_HEADERS.clear()
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
+        SEEN_HEADERS.append(dict(request.headers))
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for _ in ws:
@@ -96,7 +104,7 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_
         failures.append(failure)
         failed.set()
 
-    config = {"cross_silo_comm": {"timeout_in_ms": 500}}
+    config = {"cross_silo_comm": {"timeout_in_ms": 500, "http_header": {"X-Org": "alice-bank"}}}
     started = time.monotonic()
     async with silo.init(
         {"a": f"127.0.0.1:{port}", "deaf": deaf_peer},
@@ -110,6 +118,8 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_
     assert len(failures) == 1
     assert "no acknowledgement within 500 ms" in str(failures[0])
     assert failures[0].peer == "deaf" and failures[0].object_id == (1, 0)
+    assert SEEN_HEADERS and all(h.get("X-Org") == "alice-bank" for h in SEEN_HEADERS)
+    assert all(h.get("X-Silo-Job") == "silo" and h.get("X-Silo-Party") == "a" for h in SEEN_HEADERS)
 
 
 @pytest.mark.parametrize("keep_waiting", [False, True])
