@@ -15,13 +15,30 @@ __all__ = ["FedObject", "find_objects", "substitute"]
 class FedObject:
     """A value that will exist in its ``owner`` party; ``await silo.get(obj)`` fetches it."""
 
-    __slots__ = ("__weakref__", "_runtime_token", "index", "owner", "seq")
+    __slots__ = ("__weakref__", "_on_release", "_runtime_token", "index", "owner", "seq")
 
-    def __init__(self, owner: str, seq: int, index: int, runtime_token: int) -> None:
+    def __init__(
+        self,
+        owner: str,
+        seq: int,
+        index: int,
+        runtime_token: int,
+        on_release: Callable[[tuple[int, int]], None] | None = None,
+    ) -> None:
         self.owner = owner
         self.seq = seq
         self.index = index
         self._runtime_token = runtime_token
+        self._on_release = on_release
+
+    def __del__(self) -> None:
+        # The program dropped this handle: its party may forget the value (see Runtime).
+        on_release = self._on_release
+        if on_release is not None:
+            try:
+                on_release((self.seq, self.index))
+            except Exception:
+                pass
 
     @property
     def id(self) -> tuple[int, int]:

@@ -74,10 +74,10 @@ class Outbound:
         self._pushed.add(key)
         if self._peer_state[peer] is not PeerState.LIVE:
             return
-        self.spawn(self._push(object_id, peer), f"silo-push-{object_id}-{peer}", self._sends)
-
-    async def _push(self, object_id: ObjectId, peer: str) -> None:
         fut = self.future(object_id, self.party)
+        self.spawn(self._push(object_id, peer, fut), f"silo-push-{object_id}-{peer}", self._sends)
+
+    async def _push(self, object_id: ObjectId, peer: str, fut: asyncio.Future[Any]) -> None:
         try:
             value = await fut
         except Exception as exc:

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import itertools
 import os
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -79,6 +80,7 @@ class Runtime(Inbound, Outbound):
         self._peer_state = dict.fromkeys(self.peers, PeerState.LIVE)
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._pool: WorkerPool | None = None
         self._transport: Transport | None = None
         self._shutdown: ShutdownFuture | None = None
@@ -117,6 +119,7 @@ class Runtime(Inbound, Outbound):
 
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._shutdown = ShutdownFuture(loop)
         self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
         self._transport = Transport(
@@ -318,7 +321,34 @@ class Runtime(Inbound, Outbound):
     def new_outputs(self, party: str, num_returns: int) -> list[FedObject]:
         self._check_open()
         seq = next(self._seq)
-        return [FedObject(party, seq, i, self.token) for i in range(num_returns)]
+        release = self._released
+        return [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
+
+    def _released(self, object_id: ObjectId) -> None:
+        """The program dropped its last handle to an object: forget the value once complete.
+
+        Calls, pushes and gets that still need it hold the handle or the future themselves.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._released, object_id)
+            return
+        fut = self._objects.get(object_id)
+        if fut is None or self.shutdown_request is not None:
+            return
+        if not fut.done():
+            fut.add_done_callback(lambda _: self._released(object_id))
+            return
+        owner = self._owner_of.pop(object_id, self.party)
+        del self._objects[object_id]
+        asked = object_id in self._asked
+        self._asked.discard(object_id)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None and owner == self.party and not asked:
+            if not isinstance(exc, FedRemoteError):
+                self.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
 
     def submit(
         self,

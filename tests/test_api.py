@@ -233,3 +233,21 @@ async def test_fed_object_of_a_closed_runtime_is_refused() -> None:
     async with silo.init(addresses, "solo"):
         with pytest.raises(silo.SiloError, match="belongs to another silo runtime"):
             add.party("solo").remote(old, 1)
+
+
+async def test_values_are_released_when_the_program_drops_its_handles() -> None:
+    async def main(party: str) -> int:
+        rt = silo.api.context.current_runtime()
+        for i in range(200):
+            box = Box.party("bob").remote(i)
+            total = add.party("alice").remote(box.get.remote(), 1)
+            assert await silo.get(total) == i + 1
+        kept = add.party("alice").remote(1, 1)
+        assert await silo.get(kept) == 2
+        del box, total
+        await asyncio.sleep(0)
+        assert await silo.get(kept) == 2
+        return len(rt.objects())
+
+    sizes = await silo.simulate(main, ["alice", "bob"])
+    assert all(size < 10 for size in sizes.values()), sizes
