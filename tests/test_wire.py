@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack  # type: ignore[import-untyped]
 import numpy as np
 import pytest
 
-from silo.errors import FedRemoteError, ProtocolError, RemoteCause
+from silo.errors import FedRemoteError, ProtocolError, RemoteCause, SerializationError
 from silo.wire import (
     PREFIX,
     ErrorInfo,
@@ -118,3 +120,38 @@ def test_user_traceback_leaves_out_silo_frames() -> None:
         text = user_traceback(exc)
     assert "user_code" in text and "RuntimeError: in user code" in text
     assert "/silo/" not in text
+
+
+def _mutations(frame: bytes, rng: random.Random) -> bytes:
+    data = bytearray(frame)
+    choice = rng.randrange(4)
+    if choice == 0 and data:
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif choice == 1:
+        del data[rng.randrange(len(data) + 1) :]
+    elif choice == 2:
+        data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    else:
+        data = bytearray(rng.randbytes(rng.randint(0, 64)))
+    return bytes(data)
+
+
+def test_any_corrupted_frame_is_a_protocol_error_or_decodes() -> None:
+    """Bytes from the network never raise anything but ProtocolError (or SerializationError for
+    a corrupt pickle, which the server turns into a refusal)."""
+    rng = random.Random(20261121)
+    frames = [
+        encode_data("job", "alice", 7, (3, 1), {"a": [1, 2.5, "x"]}).join(),
+        encode_data("job", "alice", 8, (4, 0), np.arange(16.0)).join(),
+        encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), ["alice", "E", "m", "t"]).join(),
+        encode_control(Kind.ACK, "job", "bob", 9).join(),
+    ]
+    for _ in range(3000):
+        raw = _mutations(rng.choice(frames), rng)
+        try:
+            header, body = decode_frame(raw)
+            if header.kind is Kind.DATA:
+                decode_data(header, body, {"numpy": "*"})
+        except (ProtocolError, SerializationError):
+            pass
