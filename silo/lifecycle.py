@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
+from .inbound import PeerState
 from .shutdown import Reason, ShutdownRequest
 from .wire import ErrorInfo
 
@@ -173,9 +174,7 @@ async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
 
 
 def _live_peers(runtime: Runtime) -> list[str]:
-    from .runtime import PeerState
-
-    return [p for p in runtime.peers if runtime.peer_state(p) in (PeerState.LIVE,)]
+    return [p for p in runtime.peers if runtime.peer_state(p) is PeerState.LIVE]
 
 
 async def _broadcast_abort(runtime: Runtime, info: ErrorInfo) -> None:
