@@ -11,7 +11,6 @@ Teardown lives in :mod:`silo.lifecycle`; this module is the running state.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import os
 import threading
@@ -29,7 +28,8 @@ from .errors import (
     SendingFailure,
     SiloError,
 )
-from .graph import FedObject, find_objects, substitute
+from .execution import Execution
+from .graph import FedObject, find_objects
 from .inbound import Inbound, PeerState
 from .log import party_logger
 from .outbound import Outbound
@@ -43,7 +43,7 @@ __all__ = ["PeerState", "Runtime"]
 _tokens = itertools.count(1)
 
 
-class Runtime(Inbound, Outbound):
+class Runtime(Inbound, Outbound, Execution):
     """One party's runtime. Create with :func:`silo.init`; ``shutdown`` is idempotent."""
 
     def __init__(
@@ -424,74 +424,6 @@ class Runtime(Inbound, Outbound):
         if party == self.party and actor_id in self._actors:
             self._actors[actor_id].kill()
 
-    async def execute(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        deps: list[FedObject],
-        outputs: list[asyncio.Future[Any]],
-        pool: WorkerPool,
-    ) -> None:
-        """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
-
-        A failed input fails the outputs without running ``fn``; an exception from ``fn``
-        becomes the outputs' exception, its own type kept.
-        """
-        try:
-            values = await self.resolve(deps) if deps else {}
-            call_args, call_kwargs = substitute(args, kwargs, values)
-            if self._is_coroutine(fn):
-                result = await fn(*call_args, **call_kwargs)
-            else:
-                result = await pool.submit(fn, *call_args, **call_kwargs)
-        except Exception as exc:
-            _fail(outputs, exc)
-            return
-        if len(outputs) == 1:
-            if not outputs[0].done():
-                outputs[0].set_result(result)
-            return
-        try:
-            items = list(result)
-            if len(items) != len(outputs):
-                raise ValueError(
-                    f"{getattr(fn, '__qualname__', fn)} was declared with "
-                    f"num_returns={len(outputs)} but returned {len(items)} values"
-                )
-        except (TypeError, ValueError) as exc:
-            _fail(outputs, exc)
-            return
-        for fut, item in zip(outputs, items, strict=True):
-            if not fut.done():
-                fut.set_result(item)
-
-    def _is_coroutine(self, fn: Callable[..., Any]) -> bool:
-        key = getattr(fn, "__func__", fn)
-        flag = self._coroutine_functions.get(key)
-        if flag is None:
-            flag = self._coroutine_functions[key] = inspect.iscoroutinefunction(fn)
-        return flag
-
-    async def resolve(self, objs: list[FedObject]) -> dict[ObjectId, Any]:
-        """The values of ``objs``; raises the first failure as soon as it is known."""
-        futs = []
-        for obj in objs:
-            self._asked.add(obj.id)
-            futs.append(self.future(obj.id, obj.owner))
-        pending = [f for f in futs if not f.done()]
-        if len(pending) == 1:
-            # Shielded: cancelling the waiter (a get's timeout) must not cancel the object.
-            await asyncio.shield(pending[0])
-        while len(pending) > 1:
-            done, still = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            for fut in done:
-                exc = fut.exception()
-                if exc is not None:
-                    raise exc
-            pending = list(still)
-        return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
-
     async def get(self, objs: list[FedObject], timeout: float | None) -> list[Any]:
         """Values of ``objs``: pushes owned ones to every peer, waits for the others."""
         self._check_objects(objs)
@@ -510,9 +442,3 @@ class Runtime(Inbound, Outbound):
                 f"silo.get timed out after {timeout} s waiting for {', '.join(map(repr, missing))}"
             ) from None
         return [values[o.id] for o in objs]
-
-
-def _fail(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
-    for fut in outputs:
-        if not fut.done():
-            fut.set_exception(exc)
