@@ -8,12 +8,12 @@ turn, so a later call never overtakes an earlier one.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ActorKilledError
+from .execution import fail_all
 from .graph import FedObject
 from .workers import WorkerPool
 
@@ -77,7 +77,9 @@ class Actor:
         outputs: list[asyncio.Future[Any]],
     ) -> None:
         if self._killed:
-            _fail(outputs, ActorKilledError(f"actor {self.name} was killed; cannot run .{method}"))
+            fail_all(
+                outputs, ActorKilledError(f"actor {self.name} was killed; cannot run .{method}")
+            )
             return
         self._queue.put_nowait(_Call(method, args, kwargs, deps, outputs))
 
@@ -89,7 +91,7 @@ class Actor:
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
-                _fail(
+                fail_all(
                     item.outputs,
                     ActorKilledError(f"actor {self.name} was killed before .{item.method} ran"),
                 )
@@ -118,7 +120,7 @@ class Actor:
                 await self._construct(item)
                 continue
             if self._broken is not None:
-                _fail(item.outputs, self._broken)
+                fail_all(item.outputs, self._broken)
                 continue
             method = getattr(self._instance, item.method)
             await self._execute(method, item.args, item.kwargs, item.deps, item.outputs, self._pool)
@@ -130,13 +132,3 @@ class Actor:
             self._broken = done.exception()
         else:
             self._instance = done.result()
-
-
-def is_async_method(cls: type, name: str) -> bool:
-    return inspect.iscoroutinefunction(getattr(cls, name, None))
-
-
-def _fail(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
-    for fut in outputs:
-        if not fut.done():
-            fut.set_exception(exc)

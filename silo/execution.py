@@ -16,7 +16,7 @@ from .graph import FedObject, substitute
 from .wire import ObjectId
 from .workers import WorkerPool
 
-__all__ = ["Execution"]
+__all__ = ["Execution", "fail_all"]
 
 
 class Execution:
@@ -50,7 +50,7 @@ class Execution:
             else:
                 result = await pool.submit(fn, *call_args, **call_kwargs)
         except Exception as exc:
-            _fail(outputs, exc)
+            fail_all(outputs, exc)
             return
         if len(outputs) == 1:
             if not outputs[0].done():
@@ -64,7 +64,7 @@ class Execution:
                     f"num_returns={len(outputs)} but returned {len(items)} values"
                 )
         except (TypeError, ValueError) as exc:
-            _fail(outputs, exc)
+            fail_all(outputs, exc)
             return
         for fut, item in zip(outputs, items, strict=True):
             if not fut.done():
@@ -97,7 +97,8 @@ class Execution:
         return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
 
 
-def _fail(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
+def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    """Fail every output not already settled."""
     for fut in outputs:
         if not fut.done():
             fut.set_exception(exc)

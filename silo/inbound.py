@@ -8,6 +8,7 @@ or fails futures of the object table and, for a broken job, asks for shutdown.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,9 @@ class Inbound:
     _objects: dict[ObjectId, asyncio.Future[Any]]
     _owner_of: dict[ObjectId, str]
     _peer_state: dict[str, PeerState]
+    #: Why a peer will send nothing more (it finished, was lost or never came): what an object
+    #: awaited from it fails with, now or when it is first awaited later.
+    _unavailable: dict[str, PeerUnavailableError]
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -87,51 +91,45 @@ class Inbound:
         error = info.to_exception()
         self.log.error("party %s aborted: %s", src, error)
         self._peer_state[src] = PeerState.ABORTED
-        self.fail_pending(error, remote_only=True)
+        self.fail_pending(error, owners=self._peer_state)
         self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
 
     def deliver_goodbye(self, src: str) -> None:
         self.log.debug("%s finished", src)
-        if self._peer_state[src] is PeerState.LIVE:
-            self._peer_state[src] = PeerState.FINISHED
         self.transport.links[src].peer_finished()
         why = f"{src} shut down before sending what {self.party} awaits"
-        self._fail_owned_by(src, PeerUnavailableError(src, why))
+        self._unreachable(src, PeerState.FINISHED, why)
 
     def peer_lost(self, peer: str, reason: str) -> None:
         """The peer vanished: fail what we await from anyone (the job is broken) and shut down.
 
         During a shutdown already under way, only what we await from that peer fails.
         """
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self._peer_state[peer] = PeerState.LOST
-        error = PeerUnavailableError(peer, reason)
-        if self.shutdown_request is not None:
-            self._fail_owned_by(peer, error)
-            return
-        self.log.error("%s", error)
-        self.fail_pending(error, remote_only=True)
-        self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
-
-    def _fail_owned_by(self, peer: str, error: BaseException) -> None:
-        for object_id, fut in self._objects.items():
-            if not fut.done() and self._owner_of[object_id] == peer:
-                fut.set_exception(error)
+        error = self._unreachable(peer, PeerState.LOST, reason)
+        if error is not None and self.shutdown_request is None:
+            self.log.error("%s", error)
+            self.fail_pending(error, owners=self._peer_state)
+            self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
 
     def peer_silent(self, peer: str, reason: str) -> None:
         """Fail what this party awaits from a peer that never came; the runtime goes on."""
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return
-        self._peer_state[peer] = PeerState.SILENT
-        self.log.error("%s", reason)
-        self._fail_owned_by(peer, PeerUnavailableError(peer, reason))
+        if self._unreachable(peer, PeerState.SILENT, reason) is not None:
+            self.log.error("%s", reason)
 
-    def fail_pending(self, error: BaseException, *, remote_only: bool) -> None:
-        """Fail every object still awaited (only those owned by peers if ``remote_only``)."""
+    def _unreachable(self, peer: str, state: PeerState, reason: str) -> PeerUnavailableError | None:
+        """A live peer will send nothing more: fail what we await from it, now and later.
+
+        Returns the error, or ``None`` if the peer was no longer live.
+        """
+        if self._peer_state[peer] is not PeerState.LIVE:
+            return None
+        self._peer_state[peer] = state
+        error = self._unavailable[peer] = PeerUnavailableError(peer, reason)
+        self.fail_pending(error, owners=(peer,))
+        return error
+
+    def fail_pending(self, error: BaseException, *, owners: Container[str] | None = None) -> None:
+        """Fail every object still awaited, or only those owned by ``owners``."""
         for object_id, fut in self._objects.items():
-            if fut.done():
-                continue
-            if remote_only and self._owner_of[object_id] == self.party:
-                continue
-            fut.set_exception(error)
+            if not fut.done() and (owners is None or self._owner_of[object_id] in owners):
+                fut.set_exception(error)

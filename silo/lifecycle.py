@@ -51,7 +51,6 @@ async def barrier(runtime: Runtime) -> None:
             f"{', '.join(missing)} within {runtime.comm.timeout_in_ms} ms",
             missing,
         )
-        runtime.request_shutdown(Reason.INTENDED, error, "barrier timed out")
         await runtime.shutdown()
         raise error
 
@@ -234,7 +233,7 @@ async def _stop_cleanly(runtime: Runtime) -> None:
 
 
 async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
-    runtime.fail_pending(runtime.shutdown_error(), remote_only=False)
+    runtime.fail_pending(runtime.shutdown_error())
     await _cancel_all(runtime.pending_calls | runtime.actor_tasks)
     if runtime.comm.continue_waiting_for_data_sending_on_error:
         await _bounded(list(runtime.pending_sends), runtime.comm.timeout_s)
@@ -244,13 +243,8 @@ async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
 
 def _warn_unasked_failures(runtime: Runtime) -> None:
     for object_id, fut in runtime.objects().items():
-        if not fut.done() or fut.cancelled():
-            continue
-        exc = fut.exception()
-        if exc is None or runtime.owner_of(object_id) != runtime.party:
-            continue
-        if not runtime.was_asked(object_id) and not isinstance(exc, FedRemoteError):
-            runtime.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
+        if fut.done():
+            runtime.warn_if_unasked(object_id, fut)
 
 
 async def _release(runtime: Runtime, *, goodbye: bool) -> None:

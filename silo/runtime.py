@@ -78,6 +78,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._actor_tasks: set[asyncio.Task[Any]] = set()
         self._actors: dict[int, Actor] = {}
         self._peer_state = dict.fromkeys(self.peers, PeerState.LIVE)
+        self._unavailable: dict[str, PeerUnavailableError] = {}
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -259,24 +260,11 @@ class Runtime(Inbound, Outbound, Execution):
             fut = self.loop.create_future()
             self._objects[object_id] = fut
             self._owner_of[object_id] = owner
-            if owner != self.party:
-                self._fail_if_unreachable(object_id, owner, fut)
+            if owner in self._unavailable:
+                fut.set_exception(self._unavailable[owner])
+            elif owner != self.party and self._stopped_receiving():
+                fut.set_exception(self.shutdown_error())
         return fut
-
-    def _fail_if_unreachable(
-        self, object_id: ObjectId, owner: str, fut: asyncio.Future[Any]
-    ) -> None:
-        state = self._peer_state.get(owner)
-        if state is PeerState.FINISHED:
-            fut.set_exception(
-                PeerUnavailableError(owner, f"{owner} shut down before sending object {object_id}")
-            )
-        elif state is PeerState.LOST:
-            fut.set_exception(PeerUnavailableError(owner, f"{owner} is gone"))
-        elif state is PeerState.SILENT:
-            fut.set_exception(PeerUnavailableError(owner, f"{owner} never answered"))
-        elif self._stopped_receiving():
-            fut.set_exception(self.shutdown_error())
 
     def _stopped_receiving(self) -> bool:
         """After an error shutdown, or once a clean one is over, nothing more will arrive.
@@ -301,12 +289,6 @@ class Runtime(Inbound, Outbound, Execution):
 
     def objects(self) -> Mapping[ObjectId, asyncio.Future[Any]]:
         return self._objects
-
-    def owner_of(self, object_id: ObjectId) -> str:
-        return self._owner_of.get(object_id, self.party)
-
-    def was_asked(self, object_id: ObjectId) -> bool:
-        return object_id in self._asked
 
     def _check_objects(self, objs: Iterable[FedObject]) -> None:
         for obj in objs:
@@ -341,14 +323,22 @@ class Runtime(Inbound, Outbound, Execution):
         if not fut.done():
             fut.add_done_callback(lambda _: self._released(object_id))
             return
-        owner = self._owner_of.pop(object_id, self.party)
+        self.warn_if_unasked(object_id, fut)
         del self._objects[object_id]
-        asked = object_id in self._asked
+        self._owner_of.pop(object_id, None)
         self._asked.discard(object_id)
+
+    def warn_if_unasked(self, object_id: ObjectId, fut: asyncio.Future[Any]) -> None:
+        """A call of this party failed and nobody asked for its result: say so (once the object
+        is released, or at shutdown). Marks the exception retrieved."""
         exc = None if fut.cancelled() else fut.exception()
-        if exc is not None and owner == self.party and not asked:
-            if not isinstance(exc, FedRemoteError):
-                self.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
+        if (
+            exc is not None
+            and not isinstance(exc, FedRemoteError)
+            and self._owner_of.get(object_id) == self.party
+            and object_id not in self._asked
+        ):
+            self.log.warning("object %s failed and nobody asked for it: %r", object_id, exc)
 
     def submit(
         self,

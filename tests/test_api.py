@@ -245,7 +245,6 @@ async def test_values_are_released_when_the_program_drops_its_handles() -> None:
         kept = add.party("alice").remote(1, 1)
         assert await silo.get(kept) == 2
         del box, total
-        await asyncio.sleep(0)
         assert await silo.get(kept) == 2
         return len(rt.objects())
 

@@ -28,8 +28,16 @@ def ident(x: int) -> int:
 SEEN_HEADERS: list[dict[str, str]] = []
 
 
+class DeafPeer:
+    """The fake peer's address, and an event set once it has received a frame."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.got_frame = asyncio.Event()
+
+
 @pytest.fixture
-async def deaf_peer() -> AsyncIterator[str]:
+async def deaf_peer() -> AsyncIterator[DeafPeer]:
     """A 'peer' that accepts the websocket and every frame but never acknowledges one.
 
     It records the headers of every request in ``SEEN_HEADERS``.
@@ -41,7 +49,7 @@ async def deaf_peer() -> AsyncIterator[str]:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for _ in ws:
-            pass
+            peer.got_frame.set()
         return ws
 
     app = web.Application()
@@ -51,7 +59,8 @@ async def deaf_peer() -> AsyncIterator[str]:
     (port,) = free_ports(1)
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    yield f"127.0.0.1:{port}"
+    peer = DeafPeer(f"127.0.0.1:{port}")
+    yield peer
     await runner.cleanup()
 
 
@@ -79,14 +88,17 @@ async def test_error_shutdown_does_not_wait_for_a_busy_worker_thread() -> None:
 async def test_cancelling_the_program_is_not_swallowed_and_shuts_down() -> None:
     (port,) = free_ports(1)
     runtimes: list[silo.Runtime] = []
+    waiting = asyncio.Event()
 
     async def program() -> None:
         async with silo.init({"a": f"127.0.0.1:{port}"}, "a") as rt:
             runtimes.append(rt)
-            await silo.get(slow.party("a").remote(30))
+            obj = slow.party("a").remote(30)
+            waiting.set()
+            await silo.get(obj)
 
     task = asyncio.ensure_future(program())
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(waiting.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -95,7 +107,9 @@ async def test_cancelling_the_program_is_not_swallowed_and_shuts_down() -> None:
     assert runtimes[0].shutdown_request.reason.value == "program error"
 
 
-async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_peer: str) -> None:
+async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
+    deaf_peer: DeafPeer,
+) -> None:
     (port,) = free_ports(1)
     failures: list[silo.SendingFailure] = []
     failed = asyncio.Event()
@@ -107,7 +121,7 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_
     config = {"cross_silo_comm": {"timeout_in_ms": 500, "http_header": {"X-Org": "alice-bank"}}}
     started = time.monotonic()
     async with silo.init(
-        {"a": f"127.0.0.1:{port}", "deaf": deaf_peer},
+        {"a": f"127.0.0.1:{port}", "deaf": deaf_peer.address},
         "a",
         config=config,
         sending_failure_handler=handler,
@@ -124,7 +138,7 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(deaf_
 
 @pytest.mark.parametrize("keep_waiting", [False, True])
 async def test_pending_sends_after_an_error_are_dropped_unless_asked(
-    deaf_peer: str, keep_waiting: bool
+    deaf_peer: DeafPeer, keep_waiting: bool
 ) -> None:
     (port,) = free_ports(1)
     config = {
@@ -135,9 +149,11 @@ async def test_pending_sends_after_an_error_are_dropped_unless_asked(
     }
     started = 0.0
     with pytest.raises(KeyError):
-        async with silo.init({"a": f"127.0.0.1:{port}", "deaf": deaf_peer}, "a", config=config):
+        async with silo.init(
+            {"a": f"127.0.0.1:{port}", "deaf": deaf_peer.address}, "a", config=config
+        ):
             ident.party("deaf").remote(ident.party("a").remote(1))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(deaf_peer.got_frame.wait(), 10)
             started = time.monotonic()
             raise KeyError("program failed")
     elapsed = time.monotonic() - started

@@ -129,6 +129,15 @@ def test_a_frame_over_the_receivers_limit_fails_there_too() -> None:
         assert run.elapsed < 10, str(run)
 
 
+def test_a_killed_actor_fails_its_later_calls_in_every_party() -> None:
+    runs = run_federation("kill", ALICE_BOB)
+    bob_before, bob_after = runs["bob"].result
+    alice_before, alice_after = runs["alice"].result
+    assert bob_before == alice_before == 2
+    assert bob_after["type"] == "ActorKilledError"
+    assert alice_after["type"] == "FedRemoteError" and alice_after["src"] == "bob"
+
+
 def _parked_pair() -> tuple[dict[str, object], float]:
     addresses = addresses_for(ALICE_BOB)
     started = time.monotonic()
@@ -143,7 +152,6 @@ def _parked_pair() -> tuple[dict[str, object], float]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_signal_in_one_party_makes_the_other_raise(sig: signal.Signals) -> None:
     procs, started = _parked_pair()
-    time.sleep(0.2)
     killed_at = time.monotonic()
     procs["alice"].send_signal(sig)  # type: ignore[attr-defined]
     bob = collect(procs["bob"], "bob", started, 30)  # type: ignore[arg-type]

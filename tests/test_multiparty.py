@@ -84,3 +84,10 @@ def test_get_timeout_is_bounded_and_leaves_the_object_alone() -> None:
         assert first["type"] == "GetTimeoutError" and first["is_timeout"]
         assert 0.25 <= first["elapsed"] < 1.5
         assert second == 7
+
+
+def test_values_no_longer_referred_to_are_forgotten_in_every_party() -> None:
+    runs = run_federation("release", ALICE_BOB)
+    _ok(runs)
+    # 300 rounds made 900 objects; each party keeps only what the program still refers to
+    assert runs["alice"].result < 10 and runs["bob"].result < 10

@@ -93,7 +93,7 @@ class BodyReceiver(asyncio.BufferedProtocol):
         self._views: list[memoryview] = []
         self._index = 0
         self._offset = 0
-        self._scratch = bytearray(_SMALL)
+        self._scratch: bytearray | None = None
 
     def _target(self) -> memoryview:
         if self._header is None:
@@ -103,6 +103,8 @@ class BodyReceiver(asyncio.BufferedProtocol):
             self._index += 1
             self._offset = 0
         if self._index == len(self._views):
+            # Bytes past the announced length: read them somewhere, _advance refuses the frame.
+            self._scratch = self._scratch or bytearray(_SMALL)
             return memoryview(self._scratch)
         return self._views[self._index][self._offset :]
 

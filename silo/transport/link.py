@@ -213,6 +213,19 @@ class PeerLink:
         )
 
     async def _ready(self, deadline: float, object_id: tuple[int, int] | None) -> None:
+        """Return once the websocket is up; raise if the link is over or the deadline passes."""
+        self._raise_if_over(object_id)
+        if self._connected.is_set():
+            return
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining > 0 and await self.wait_connected(remaining):
+            return
+        self._raise_if_over(object_id)
+        raise self._failure(
+            f"{self.peer!r} did not answer within {self._comm.timeout_in_ms} ms", object_id
+        )
+
+    def _raise_if_over(self, object_id: tuple[int, int] | None) -> None:
         if self._refusal is not None:
             raise self._failure(self._refusal, object_id, rejected=True)
         if self._gone is not None:
@@ -221,27 +234,22 @@ class PeerLink:
             raise self._failure("this party is shutting down", object_id)
         if self._finished and not self._connected.is_set():
             raise self._failure(f"{self.peer!r} has shut down", object_id)
-        if not self._connected.is_set():
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining > 0 and await self.wait_connected(remaining):
-                return
-            if self._settled.is_set():
-                await self._ready(deadline, object_id)
-            raise self._failure(
-                f"{self.peer!r} did not answer within {self._comm.timeout_in_ms} ms", object_id
-            )
 
     async def _send_inline(self, frame: OutFrame, timeout: float) -> None:
         ws = self._ws
         if ws is None or ws.closed:
             raise _Broken("websocket not open")
         msg_id = frame.header.msg_id
-        answer: asyncio.Future[Header] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Header] = loop.create_future()
         self._answers[msg_id] = answer
+        # One timer rather than asyncio.wait_for: this is the hot path of every small frame.
+        timer = loop.call_later(timeout, _expire, answer)
         try:
             await ws.send_bytes(frame.join())
-            header = await asyncio.wait_for(answer, timeout)
+            header = await answer
         finally:
+            timer.cancel()
             self._answers.pop(msg_id, None)
         if header.kind is Kind.REJECT:
             raise self._failure(str(header.extra), frame.header.object_id, rejected=True)
@@ -368,6 +376,11 @@ class PeerLink:
         self._settled.set()
         self._fail_answers(_Broken(why))
         self._events.peer_lost(self.peer, why)
+
+
+def _expire(answer: asyncio.Future[Header]) -> None:
+    if not answer.done():
+        answer.set_exception(asyncio.TimeoutError())
 
 
 def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:

@@ -207,18 +207,25 @@ class Server:
         header, body = decode_frame(frame)
         if header.kind is not Kind.DATA:
             return header.msg_id, self._dispatch(header)
+        return header.msg_id, self._deliver_data(header, body, len(frame))
+
+    def _deliver_data(self, header: Header, body: Any, size: int) -> str | None:
+        """Check, decode and dispatch a DATA frame of ``size`` bytes; returns a refusal or None.
+
+        A frame over the size limit, or one the allow-list refuses, also fails the object here.
+        """
         if header.job != self._job:
-            return header.msg_id, self._job_mismatch(header.job)
-        if len(frame) > self._comm.messages_max_size_in_bytes:
-            reason = self._too_large(len(frame))
+            return self._job_mismatch(header.job)
+        if size > self._comm.messages_max_size_in_bytes:
+            reason = self._too_large(size)
             if header.src in self._peers:
                 self._refuse_object(header.src, header.object_id, reason)
-            return header.msg_id, reason
+            return reason
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
-            return header.msg_id, self._dispatch(header, decode_error=exc)
-        return header.msg_id, self._dispatch(header, value)
+            return self._dispatch(header, decode_error=exc)
+        return self._dispatch(header, value)
 
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
@@ -278,12 +285,7 @@ class Server:
                 "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
-        try:
-            value = decode_data(header, parts, self._comm.serializing_allowed_list)
-        except SerializationError as exc:
-            refusal_text = self._dispatch(header, decode_error=exc)
-        else:
-            refusal_text = self._dispatch(header, value)
+        refusal_text = self._deliver_data(header, parts, length)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:

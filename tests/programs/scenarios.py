@@ -86,7 +86,7 @@ class Counter:
 
 
 @silo.remote
-def add(a: int, b: int) -> int:
+def add(a: Any, b: Any) -> Any:
     return a + b
 
 
@@ -395,6 +395,32 @@ async def allowlist(party: str) -> None:
         if party == "alice":
             await wait_until(lambda: bool(refusals), 5)
         report({"numpy_sum": ok, "secret": outcome, "refusals": refusals})
+
+
+@scenario
+async def kill(party: str) -> None:
+    """bob's actor is killed in bob: later calls fail there, and with FedRemoteError in alice."""
+    async with init(party):
+        counter = Counter.party("bob").remote(1)
+        before = await silo.get(counter.inc.remote(1))
+        silo.kill(counter)
+        try:
+            await silo.get(counter.inc.remote(1))
+            after: Any = None
+        except Exception as exc:
+            after = describe(exc)
+        report([before, after])
+
+
+@scenario
+async def release(party: str) -> None:
+    """300 rounds of 64 KiB arrays both ways: values no longer referred to are forgotten."""
+    async with init(party) as rt:
+        for i in range(300):
+            arr = make_array.party("alice").remote(8192)
+            total = add.party("bob").remote(checksum.party("bob").remote(arr), str(i))
+            await silo.get(total)
+        report(len(rt.objects()))
 
 
 @scenario
