@@ -21,6 +21,7 @@ from .errors import (
 )
 from .graph import FedObject
 from .log import configure_logging
+from .output import party_prefixed_stdout
 from .runtime import Runtime
 from .shutdown import Reason
 
@@ -434,9 +435,10 @@ async def simulate(
 ) -> dict[str, Any]:
     """Run ``main`` once per party, concurrently on this loop, each with its own runtime.
 
-    Free loopback ports are chosen; frames really cross the loopback. Returns
-    ``{party: result}``. If a party fails, raises the error of the party where the failure
-    began (the others' are usually ``FedRemoteError``).
+    Free loopback ports are chosen; frames really cross the loopback. While it runs, each line a
+    party prints (from its program or its calls) is prefixed with ``[party] ``, as ``silo run``
+    does for separate processes. Returns ``{party: result}``. If a party fails, raises the error
+    of the party where the failure began (the others' are usually ``FedRemoteError``).
     """
     names = list(parties)
     if (
@@ -468,8 +470,9 @@ async def simulate(
             return await call_main(main, name)
 
     try:
-        tasks = [asyncio.ensure_future(run(name)) for name in names]
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        with party_prefixed_stdout(context.current_party_name):
+            tasks = [asyncio.ensure_future(run(name)) for name in names]
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for sock in socks.values():
             sock.close()
