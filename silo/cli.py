@@ -17,18 +17,18 @@ import contextlib
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from . import __version__
 from .api import call_main, init
 from .config import TLSConfig
-from .errors import ConfigError, FedRemoteError
+from .errors import ConfigError, FedRemoteError, SiloError
 from .federation import Federation, is_local_host, load_federation, load_program
 from .loop import run as run_loop
 from .runtime import Runtime
 from .shutdown import Reason
+from .tracebacks import format_user_traceback, last_user_frame
 
 __all__ = ["main", "main_entry"]
 
@@ -243,10 +243,16 @@ def _report(who: str, exc: BaseException) -> int:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
         print(f"silo: {who} stopped with exit status {code}", file=sys.stderr)
         return code
-    if not isinstance(exc, FedRemoteError):
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     headline = str(exc).splitlines()[0] if str(exc) else ""
     summary = headline if isinstance(exc, FedRemoteError) else f"{type(exc).__name__}: {headline}"
+    if isinstance(exc, SiloError):
+        # silo's own errors say what happened in their message: one line, and where the
+        # program was if it was in the program.
+        where = last_user_frame(exc)
+        if where is not None and not isinstance(exc, FedRemoteError):
+            summary += f" (at {where})"
+    else:
+        print(format_user_traceback(exc), end="", file=sys.stderr)
     print(f"silo: {who} failed: {summary.rstrip(': ')}", file=sys.stderr)
     return EXIT_FAILED
 

@@ -89,7 +89,7 @@ class Inbound:
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None:
         error = info.to_exception()
-        self.log.error("party %s aborted: %s", src, error)
+        self.log.error("party %s aborted: %s", src, str(error).splitlines()[0])
         self._peer_state[src] = PeerState.ABORTED
         self.fail_pending(error, owners=self._peer_state)
         self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
