@@ -1,4 +1,4 @@
-"""Output of several parties in one process, each line prefixed with its party's name.
+"""Where a party's output goes: prefixed by party under ``simulate``, copied to a log file.
 
 Under :func:`silo.simulate` every party's program runs in the same process, so their ``print``
 lines would interleave with nothing to tell them apart. :func:`party_prefixed_stdout` replaces
@@ -8,6 +8,10 @@ of its calls, since workers run in a copy of the caller's context) and writes ``
 each of its lines, as ``silo run`` does for parties in separate processes. A line is written
 whole once its newline arrives; a party's unfinished line is written when the simulation ends.
 Text written outside any party's context passes through unchanged.
+
+:func:`tee_output` copies everything a party process writes to ``sys.stdout`` and
+``sys.stderr`` (its program's prints, silo's log lines, the failure report) to a log file as
+well, for ``silo run --log-dir``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TextIO
 
-__all__ = ["PartyPrefixedOutput", "party_prefixed_stdout"]
+__all__ = ["PartyPrefixedOutput", "Tee", "party_prefixed_stdout", "tee_output"]
 
 
 class PartyPrefixedOutput(io.TextIOBase):
@@ -92,3 +97,56 @@ def party_prefixed_stdout(party_of_context: Callable[[], str | None]) -> Iterato
         wrapper.finish()
         if sys.stdout is wrapper:
             sys.stdout = wrapper.target
+
+
+class Tee(io.TextIOBase):
+    """Writes to ``target`` and to ``copy``; reports ``target``'s terminal-ness and encoding."""
+
+    def __init__(self, target: TextIO, copy: TextIO, lock: threading.Lock) -> None:
+        super().__init__()
+        self.target = target
+        self._copy = copy
+        self._lock = lock
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.target, "encoding", "utf-8")
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.target, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.target.write(text)
+            self._copy.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self.target.flush()
+            self._copy.flush()
+
+
+@contextmanager
+def tee_output(path: Path) -> Iterator[None]:
+    """Copy ``sys.stdout`` and ``sys.stderr`` to ``path`` (appended, line-buffered) inside the
+    block; restore both after, and close the file.
+
+    Raises ``OSError`` if ``path`` cannot be opened.
+    """
+    log = path.open("a", encoding="utf-8", buffering=1)
+    lock = threading.Lock()
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = Tee(out, log, lock)
+    sys.stderr = Tee(err, log, lock)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+        log.close()
