@@ -1,0 +1,216 @@
+"""Safe values by default: every gadget of the corpus is refused by name, every benign value passes.
+
+Each gadget is first shown to be live (plain ``pickle.loads`` runs its payload and creates its
+marker), so a refusal here means something.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from silo import serde
+from silo.config import parse_config
+from silo.errors import ConfigError, FedRemoteError, RemoteCause, SerializationError
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def _load_gadgets() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gadgets", PROGRAMS / "gadgets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gadgets = _load_gadgets()
+GADGETS = sorted(gadgets.corpus(Path("/nonexistent")))
+BENIGN = sorted(gadgets.benign())
+
+
+def _round_trip(value: object, allowed: serde.AllowList = None) -> object:
+    data, buffers = serde.dumps(value)
+    return serde.loads(data, [bytearray(b) for b in buffers], allowed)
+
+
+def _wait_for(path: Path, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path.exists()
+
+
+def _release(value: Any) -> None:
+    """Reap what a live gadget left behind (a child process, an open file)."""
+    if isinstance(value, subprocess.Popen):
+        value.wait()
+    close = getattr(value, "close", None)
+    if callable(close):
+        close()
+
+
+@pytest.mark.parametrize("name", GADGETS)
+def test_gadget_is_refused_by_name_and_never_runs(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    markers, bait = tmp_path / "markers", tmp_path / "bait"
+    markers.mkdir()
+    bait.mkdir()
+    gadgets.write_import_bait(bait, markers)
+    monkeypatch.syspath_prepend(str(bait))
+    value, refused = gadgets.corpus(markers)[name]
+    data, buffers = serde.dumps(value)
+    for allowed in (None, {"numpy": "*"}, {"numpy": "*", "collections": "*", "builtins": "*"}):
+        with pytest.raises(SerializationError) as info:
+            serde.loads(data, [bytearray(b) for b in buffers], allowed)
+        assert any(f"refused to deserialise {g}:" in str(info.value) for g in refused), info.value
+    time.sleep(0.05)
+    assert not (markers / name).exists()
+    _release(pickle.loads(data, buffers=buffers))
+    assert _wait_for(markers / name), f"the {name} gadget is not live under plain pickle"
+    for module in gadgets.IMPORTERS:
+        sys.modules.pop(gadgets.bait(module), None)
+
+
+@pytest.mark.parametrize("name", BENIGN)
+def test_benign_value_round_trips_with_the_default_configuration(name: str) -> None:
+    value = gadgets.benign()[name]
+    assert gadgets.same(_round_trip(value), value)
+
+
+def test_silo_errors_travel() -> None:
+    error = _round_trip(FedRemoteError("alice", RemoteCause("ValueError", "bad", "tb")))
+    assert isinstance(error, FedRemoteError) and error.cause == RemoteCause(
+        "ValueError", "bad", "tb"
+    )
+    assert str(_round_trip(SerializationError("x"))) == "x"
+
+
+def _stream(module: str, name: str, *args: str) -> bytes:
+    """A protocol-4 stream calling ``module.name(*args)`` (dotted names allowed)."""
+
+    def text(s: str) -> bytes:
+        return b"\x8c" + bytes([len(s)]) + s.encode()
+
+    return (
+        b"\x80\x04" + text(module) + text(name) + b"\x93("
+        + b"".join(text(a) for a in args) + b"tR."
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "allowed", "why"),
+    [
+        ("builtins", "getattr", {"builtins": "*"}, "a wildcard never admits it"),
+        ("builtins", "eval", {"builtins": "*"}, "a wildcard never admits it"),
+        ("posix", "system", {"posix": "*"}, "a wildcard never admits it"),
+        ("os", "system", {"os": "*"}, "a wildcard never admits it"),
+        ("os.path", "exists", {"os": "*"}, "a wildcard never admits it"),
+        ("numpy", "load", {"numpy": "*"}, "a wildcard never admits it"),
+        ("numpy.lib._npyio_impl", "os.system", {"numpy": "*"}, "a wildcard never admits it"),
+        ("numpy", "ndarray.tofile", {"numpy": "*"}, "a wildcard never admits it"),
+        ("numpy", "__loader__", {"numpy": "*"}, "a wildcard never admits it"),
+        ("glob", "os", {"glob": ["os"]}, "module os"),
+        ("numpy.testing", "assert_equal", {"numpy": "*"}, "a wildcard never admits it"),
+        ("functools", "partial", {"functools": "*"}, "a wildcard never admits it"),
+        ("operator", "attrgetter", {"operator": "*"}, "a wildcard never admits it"),
+        ("copyreg", "_reconstructor", {"copyreg": "*"}, "a wildcard never admits it"),
+        ("builtins", "getattr", {"numpy": "*"}, "neither in silo's safe set"),
+    ],
+)
+def test_wildcards_never_admit_what_reaches_code(
+    module: str, name: str, allowed: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(SerializationError, match="refused to deserialise") as info:
+        serde.loads(_stream(module, name, "x"), [], allowed)
+    assert f"{module}.{name}" in str(info.value) and why in str(info.value)
+
+
+def test_a_reexported_dangerous_function_is_refused_under_its_real_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "reexporter.py").write_text("from os import system\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "reexporter", raising=False)
+    with pytest.raises(SerializationError, match=r"reexporter\.system: .*wildcard never"):
+        serde.loads(_stream("reexporter", "system", "true"), [], {"reexporter": "*"})
+    with pytest.raises(SerializationError, match=r"reexporter\.system: it is posix\.system"):
+        serde.loads(_stream("reexporter", "system", "true"), [], {"reexporter": ["system"]})
+    assert serde.loads(_stream("posix", "system", "true"), [], {"posix": ["system"]}) == 0
+
+
+def test_explicitly_named_dangerous_globals_are_admitted() -> None:
+    assert serde.loads(_stream("builtins", "getattr", "ab", "upper"), [], {"builtins": ["getattr"]})
+    assert serde.loads(_stream("builtins", "len", "abc"), [], {"builtins": "*"}) == 3
+
+
+def test_allow_list_adds_submodules_and_types() -> None:
+    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    with pytest.raises(SerializationError, match=r"numpy\.ma\.core\._mareconstruct"):
+        _round_trip(masked)
+    out = _round_trip(masked, {"numpy": "*"})
+    assert isinstance(out, np.ma.MaskedArray) and out.mask.tolist() == [False, True, False]
+
+
+def test_full_trust_loads_anything() -> None:
+    scale = 3
+    fn = _round_trip(lambda v: v * scale, "*")
+    assert callable(fn) and fn(5) == 15
+    with pytest.raises(SerializationError, match=r"cloudpickle\.cloudpickle\._"):
+        _round_trip(lambda v: v * scale)
+
+
+def test_numpy_1_reconstructor_names_resolve_without_a_warning() -> None:
+    for module in ("numpy.core.multiarray", "numpy.core.numeric", "numpy._core.numeric"):
+        name = "_frombuffer" if module.endswith("numeric") else "_reconstruct"
+        data = b"\x80\x04\x8c" + bytes([len(module)]) + module.encode()
+        data += b"\x8c" + bytes([len(name)]) + name.encode() + b"\x93."
+        assert callable(serde.loads(data, [], None))
+
+
+def test_corrupt_and_truncated_streams_are_serialization_errors() -> None:
+    with pytest.raises(SerializationError, match="cannot deserialise"):
+        serde.loads(b"\x80\x05garbage", [], None)
+    with pytest.raises(SerializationError, match="cannot deserialise"):
+        serde.loads(b"\x80\x05K", [], None)
+    with pytest.raises(SerializationError, match="cannot deserialise"):
+        serde.loads(b"\x80\x05Q.", [], None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("*", "*"),
+        ({"numpy": ["*"]}, {"numpy": "*"}),
+        ({"m": ["A", "B"]}, {"m": ("A", "B")}),
+        (None, None),
+    ],
+)
+def test_allow_list_config_forms(raw: object, expected: object) -> None:
+    config = parse_config({"cross_silo_comm": {"serializing_allowed_list": raw}})
+    assert config.cross_silo_comm.serializing_allowed_list == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("all", r"expected \"\*\" \(trust peers fully\) or a mapping.*got 'all' \(str\)"),
+        (["numpy"], r"expected a mapping, got \['numpy'\] \(list\)"),
+        ({"numpy": 3}, r"\['numpy'\]: expected \"\*\" or a list of names, got 3 \(int\)"),
+        ({"m": ["A", 7]}, r"\['m'\]: expected a list of names, got 7 \(int\) in \['A', 7\]"),
+        ({"": "*"}, r"a module name cannot be empty, got '' \(str\)"),
+    ],
+)
+def test_bad_allow_list_names_the_bad_value(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"cross_silo_comm": {"serializing_allowed_list": raw}})
