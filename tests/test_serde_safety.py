@@ -7,6 +7,8 @@ marker), so a refusal here means something.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import pickle
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import pytest
 from silo import serde
 from silo.config import parse_config
 from silo.errors import ConfigError, FedRemoteError, RemoteCause, SerializationError
+
+from multiparty import PartyRun, addresses_for, collect
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -214,3 +218,69 @@ def test_allow_list_config_forms(raw: object, expected: object) -> None:
 def test_bad_allow_list_names_the_bad_value(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"cross_silo_comm": {"serializing_allowed_list": raw}})
+
+
+def _run_pair(
+    phase: str, tmp_path: Path, allow: object = None, timeout: float = 60.0
+) -> dict[str, PartyRun]:
+    """Run ``gadgets.py PHASE`` as alice and bob, two OS processes on loopback."""
+    markers, bait = tmp_path / "markers", tmp_path / "bait"
+    markers.mkdir()
+    bait.mkdir()
+    gadgets.write_import_bait(bait, markers)
+    env = {
+        **os.environ,
+        "SILO_TEST_ADDRESSES": json.dumps(addresses_for(["alice", "bob"])),
+        "MARKERS": str(markers),
+        "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(bait)]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if allow is not None:
+        env["ALLOW"] = json.dumps(allow)
+    started = time.monotonic()
+    procs = {
+        party: subprocess.Popen(
+            [sys.executable, str(PROGRAMS / "gadgets.py"), phase, party],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for party in ("alice", "bob")
+    }
+    try:
+        return {party: collect(proc, party, started, timeout) for party, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize("allow", [None, {"numpy": "*"}])
+def test_every_gadget_is_refused_between_two_processes(allow: object, tmp_path: Path) -> None:
+    runs = _run_pair("corpus", tmp_path, allow)
+    alice, bob = runs["alice"], runs["bob"]
+    for run in runs.values():
+        assert run.returncode == 0 and run.elapsed < 45, str(run)
+    assert not list((tmp_path / "markers").iterdir()), "a gadget ran in bob"
+    expected = gadgets.corpus(tmp_path / "markers")
+    refusals = alice.result["refusals"]
+    for name, (_, refused) in expected.items():
+        outcome = bob.result["gadgets"][name]
+        assert outcome["type"] == "SerializationError", (name, outcome, str(bob))
+        assert any(f"refused to deserialise {g}:" in outcome["str"] for g in refused), outcome
+        object_id = alice.result["ids"][name]
+        told = [r for r in refusals if f"object {object_id}" in r]
+        assert told and told[0].startswith("FrameRejected"), (name, refusals)
+        assert "refused to deserialise" in told[0]
+    assert bob.stderr.count("refused to deserialise") >= len(expected)
+    assert all(v is True for v in bob.result["benign"].values()), bob.result["benign"]
+    assert sorted(bob.result["benign"]) == BENIGN
+
+
+def test_full_trust_passes_user_classes_and_closures(tmp_path: Path) -> None:
+    runs = _run_pair("trusted", tmp_path, "*")
+    for run in runs.values():
+        assert run.returncode == 0, str(run)
+        assert run.result == {"point": ["UserPoint", 4], "closure": 15}

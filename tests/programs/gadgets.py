@@ -157,6 +157,10 @@ def corpus(markers: Path) -> dict[str, tuple[object, tuple[str, ...]]]:
             Call(cloudpickle.cloudpickle.subimport, bait("cloudpickle_subimport")),
             ("cloudpickle.cloudpickle.subimport",),
         ),
+        "large_frame_os_system": (
+            (np.zeros(5 * 1024 * 1024 // 8), Call(os.system, sh("large_frame_os_system"))),
+            ("posix.system",),
+        ),
         "numpy_savetxt_then_load": (
             (
                 Call(
