@@ -59,6 +59,11 @@ AllowList: TypeAlias = "Mapping[str, tuple[str, ...] | str] | str | None"
 _NAMES_A_GLOBAL = re.compile(rb"[ci\x82\x83\x84\x93]")
 
 
+_BY_VALUE_HINT = (
+    " (cloudpickle rebuilds a function or class sent by value, such as one defined in __main__ or"
+    ' a notebook; only serializing_allowed_list "*" admits those)'
+)
+
 #: numpy's private package before and since numpy 2.
 _NUMPY_OLD, _NUMPY_NEW = "numpy.core.", "numpy._core."
 
@@ -103,9 +108,10 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         admission = self._admission(module, name)
         if admission is None:
+            hint = _BY_VALUE_HINT if module.split(".")[0] == "cloudpickle" else ""
             raise SerializationError(
                 f"refused to deserialise {module}.{name}: it is neither in silo's safe set "
-                f"nor in serializing_allowed_list"
+                f"nor in serializing_allowed_list{hint}"
             )
         if admission == "wildcard" and dangerous(module, name):
             raise SerializationError(
