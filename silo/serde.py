@@ -12,9 +12,12 @@ nothing global is patched. Only ``serializing_allowed_list: "*"`` (full trust) u
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import pickle
 import re
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -56,7 +59,7 @@ AllowList: TypeAlias = "Mapping[str, tuple[str, ...] | str] | str | None"
 
 #: Opcodes that name a global: GLOBAL, INST, EXT1, EXT2, EXT4, STACK_GLOBAL. A stream with none of
 #: these bytes anywhere can build only plain data (no callable is reachable), so it needs no check.
-_NAMES_A_GLOBAL = re.compile(rb"[ci\x82\x83\x84\x93]")
+_names_a_global = re.compile(rb"[ci\x82\x83\x84\x93]").search
 
 
 _BY_VALUE_HINT = (
@@ -91,9 +94,7 @@ class SafeUnpickler(pickle.Unpickler):
         self._allowed = allowed
 
     def _admission(self, module: str, name: str) -> str | None:
-        """``"safe"``, ``"listed"`` (named one by one), ``"wildcard"``, or ``None``: refused."""
-        if name in SAFE_GLOBALS.get(module, ()):
-            return "safe"
+        """``"listed"`` (named one by one), ``"wildcard"``, or ``None``: refused."""
         parts = module.split(".")
         for end in range(len(parts), 0, -1):
             names = self._allowed.get(".".join(parts[:end]))
@@ -106,6 +107,8 @@ class SafeUnpickler(pickle.Unpickler):
         return None
 
     def find_class(self, module: str, name: str) -> Any:
+        if name in SAFE_GLOBALS.get(module, ()):
+            return _safe_global(module, name)
         admission = self._admission(module, name)
         if admission is None:
             hint = _BY_VALUE_HINT if module.split(".")[0] == "cloudpickle" else ""
@@ -119,7 +122,7 @@ class SafeUnpickler(pickle.Unpickler):
                 f'wildcard never admits it; list it by name ({{"{module}": ["{name}"]}}) only '
                 f"if you trust every peer with this party's process"
             )
-        obj = self._resolve(module, name)
+        obj = super().find_class(_import(module).__name__, name)
         real = dangerous_object(obj)
         if real is not None and not (admission == "listed" and names_it(module, name, real)):
             raise SerializationError(
@@ -128,23 +131,30 @@ class SafeUnpickler(pickle.Unpickler):
             )
         return obj
 
-    def _resolve(self, module: str, name: str) -> Any:
-        """``super().find_class``, taking numpy's reconstructors from where this numpy keeps them.
 
-        numpy 2 moved ``numpy.core`` to ``numpy._core`` (the old name warns) and numpy 1.x may
-        lack the new one: a peer on the other major version names the other module.
-        """
-        if module.startswith(_NUMPY_OLD):
-            try:
-                return super().find_class(_NUMPY_NEW + module[len(_NUMPY_OLD) :], name)
-            except (ImportError, AttributeError):
-                pass
+def _import(module: str) -> types.ModuleType:
+    """Import ``module``, taking numpy's private modules from where this numpy keeps them.
+
+    numpy 2 moved ``numpy.core`` to ``numpy._core`` (the old name warns) and numpy 1.x may lack
+    the new one: a peer on the other major version names the other module.
+    """
+    if module.startswith(_NUMPY_OLD):
         try:
-            return super().find_class(module, name)
+            return importlib.import_module(_NUMPY_NEW + module[len(_NUMPY_OLD) :])
         except ImportError:
-            if not module.startswith(_NUMPY_NEW):
-                raise
-            return super().find_class(_NUMPY_OLD + module[len(_NUMPY_NEW) :], name)
+            pass
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if not module.startswith(_NUMPY_NEW):
+            raise
+        return importlib.import_module(_NUMPY_OLD + module[len(_NUMPY_NEW) :])
+
+
+@functools.cache
+def _safe_global(module: str, name: str) -> Any:
+    """A name of the safe set, resolved once per process (the set is fixed and small)."""
+    return getattr(_import(module), name)
 
 
 def loads(data: bytes | memoryview, buffers: Sequence[Any], allowed: AllowList) -> object:
@@ -155,7 +165,7 @@ def loads(data: bytes | memoryview, buffers: Sequence[Any], allowed: AllowList) 
     when the stream is corrupt.
     """
     try:
-        if allowed == "*" or _NAMES_A_GLOBAL.search(data) is None:
+        if _names_a_global(data) is None or allowed == "*":
             return pickle.loads(data, buffers=buffers)
         extra = allowed if isinstance(allowed, Mapping) else {}
         return SafeUnpickler(io.BytesIO(data), buffers=buffers, allowed=extra).load()
