@@ -61,12 +61,18 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
     "silo.errors": frozenset(
         {
             "ActorKilledError",
+            "AddressInUseError",
             "ConfigError",
             "FedRemoteError",
             "GetTimeoutError",
+            "NoRuntimeError",
             "PeerUnavailableError",
+            "ProtocolError",
             "RemoteCause",
+            "RuntimeClosedError",
             "SerializationError",
+            "SiloError",
+            "TransportError",
         }
     ),
 }

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import silo.errors
 from silo import serde
 from silo.config import parse_config
 from silo.errors import ConfigError, FedRemoteError, RemoteCause, SerializationError
@@ -92,12 +93,35 @@ def test_benign_value_round_trips_with_the_default_configuration(name: str) -> N
     assert gadgets.same(_round_trip(value), value)
 
 
-def test_silo_errors_travel() -> None:
-    error = _round_trip(FedRemoteError("alice", RemoteCause("ValueError", "bad", "tb")))
-    assert isinstance(error, FedRemoteError) and error.cause == RemoteCause(
-        "ValueError", "bad", "tb"
-    )
-    assert str(_round_trip(SerializationError("x"))) == "x"
+def _example(cls: type) -> object | None:
+    """An instance of a ``silo.errors`` class, if it can be made from plain arguments."""
+    for args in (("alice",), ("alice", "why"), ("t", "m", "tb")):
+        try:
+            return cls(*args)
+        except TypeError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("name", silo.errors.__all__)
+def test_every_silo_error_that_pickles_travels(name: str) -> None:
+    cls = getattr(silo.errors, name)
+    example = _example(cls)
+    try:
+        expected = pickle.loads(pickle.dumps(example))
+    except TypeError:
+        expected = None
+    if example is None or expected is None:
+        assert name in ("BarrierTimeoutError", "FrameRejected", "SendingFailure")
+        return
+    got = _round_trip(example)
+    assert type(got) is cls and str(got) == str(expected) and repr(got) == repr(expected)
+
+
+def test_a_remote_cause_travels_inside_its_error() -> None:
+    cause = RemoteCause("ValueError", "bad", "tb")
+    error = _round_trip(FedRemoteError("alice", cause))
+    assert isinstance(error, FedRemoteError) and error.cause == cause
 
 
 def _stream(module: str, name: str, *args: str) -> bytes:
