@@ -24,6 +24,7 @@ import silo.errors
 from silo import serde
 from silo.config import parse_config
 from silo.errors import ConfigError, FedRemoteError, RemoteCause, SerializationError
+from silo.transport.base import INLINE_LIMIT
 
 from multiparty import PartyRun, addresses_for, collect
 
@@ -326,6 +327,9 @@ def _run_pair(
 
 @pytest.mark.parametrize("allow", [None, {"numpy": "*"}])
 def test_every_gadget_is_refused_between_two_processes(allow: object, tmp_path: Path) -> None:
+    large, _ = gadgets.corpus(tmp_path)["large_frame_os_system"]
+    data, buffers = serde.dumps(large)
+    assert len(data) + sum(b.nbytes for b in buffers) > INLINE_LIMIT, "not the HTTP POST path"
     runs = _run_pair("corpus", tmp_path, allow)
     alice, bob = runs["alice"], runs["bob"]
     for run in runs.values():
@@ -342,6 +346,7 @@ def test_every_gadget_is_refused_between_two_processes(allow: object, tmp_path: 
         assert told and told[0].startswith("FrameRejected"), (name, refusals)
         assert "refused to deserialise" in told[0]
     assert bob.stderr.count("refused to deserialise") >= len(expected)
+    assert alice.stderr.count("sending failure: ") >= len(expected)
     assert all(v is True for v in bob.result["benign"].values()), bob.result["benign"]
     assert sorted(bob.result["benign"]) == BENIGN
 
