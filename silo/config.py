@@ -76,7 +76,7 @@ class CrossSiloCommConfig:
     exit_on_sending_failure: bool = False
     continue_waiting_for_data_sending_on_error: bool = False
     expose_error_trace: bool = False
-    serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | None = None
+    serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | str | None = None
     http_header: Mapping[str, str] = field(default_factory=dict)
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -176,20 +176,37 @@ def _parse_retry_policy(path: str, raw: object) -> RetryPolicy:
     return policy
 
 
-def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | None:
-    if raw is None:
-        return None
+def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | str | None:
+    """``None`` (the safe set only), ``"*"`` (full trust) or ``{module: "*" or [names]}``.
+
+    A list holding ``"*"`` (RayFed's spelling) means the module wildcard ``"*"``.
+    """
+    if raw is None or raw == "*":
+        return raw
+    if isinstance(raw, str):
+        raise ConfigError(
+            f'{path}: expected "*" (trust peers fully) or a mapping of module to "*" or a '
+            f"list of names, got {_describe(raw)}"
+        )
     given = _expect_mapping(path, raw)
     allowed: dict[str, tuple[str, ...] | str] = {}
     for module, names in given.items():
+        if not module:
+            raise ConfigError(f"{path}: a module name cannot be empty, got {_describe(module)}")
         if names == "*":
             allowed[module] = "*"
-        elif isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
-            allowed[module] = tuple(names)
-        else:
+            continue
+        if not isinstance(names, (list, tuple)):
             raise ConfigError(
                 f'{path}[{module!r}]: expected "*" or a list of names, got {_describe(names)}'
             )
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{path}[{module!r}]: expected a list of names, got {_describe(name)} "
+                    f"in {names!r}"
+                )
+        allowed[module] = "*" if "*" in names else tuple(names)
     return allowed
 
 

@@ -113,10 +113,17 @@ class Outbound:
         from . import lifecycle
 
         self.log.error("sending failure: %s", failure)
-        if self._peer_state.get(failure.peer) is PeerState.LIVE:
+        if self._peer_state.get(failure.peer) is PeerState.LIVE and not self._only_value_refused(
+            failure
+        ):
             self._peer_state[failure.peer] = PeerState.UNREACHABLE
         self.sending_failures.append(failure)
         if len(self.sending_failures) == 1:
             lifecycle.run_failure_handler(cast("Runtime", self), self._handler, failure)
             if self.comm.exit_on_sending_failure:
                 self.request_shutdown(Reason.SENDING_FAILURE, failure, str(failure))
+
+    def _only_value_refused(self, failure: SendingFailure) -> bool:
+        """The peer refused this one value (its allow-list, its size limit) on a channel that
+        still works: later values still go to it."""
+        return isinstance(failure, FrameRejected) and self.transport.links[failure.peer].connected

@@ -289,7 +289,7 @@ def encode_control(
 def decode_data(
     header: Header,
     body: memoryview | Sequence[Any],
-    allowed: Mapping[str, tuple[str, ...] | str] | None,
+    allowed: Mapping[str, tuple[str, ...] | str] | str | None,
 ) -> object:
     """Rebuild the value of a DATA frame.
 
