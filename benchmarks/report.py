@@ -86,7 +86,7 @@ def markdown(
         "process on 127.0.0.1. silo's figures and their baselines (a raw loopback socket, a raw "
         "aiohttp websocket) were measured in this same run, on the machine described at the end. "
         "RayFed is not installable here: its figures are quoted from measurements with RayFed "
-        "on a 2-core machine elsewhere, and marked \"measured elsewhere\"; they were not taken "
+        'on a 2-core machine elsewhere, and marked "measured elsewhere"; they were not taken '
         "in this run.",
         "",
         "## Targets",
