@@ -216,7 +216,7 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
         await _release(runtime, goodbye=not request.reason.is_error)
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
-            runtime.loop.call_soon(_exit_process)
+            runtime.loop.call_soon(runtime.exit_process or _exit_process)
         elif (
             request.reason is Reason.SIGNAL
             and runtime.main_task is not None
