@@ -104,7 +104,7 @@ def remote(*args: Any, **options: Any) -> Any:
 
     Raises ``TypeError`` for anything else.
     """
-    if len(args) == 1 and not options and callable(args[0]):
+    if len(args) == 1 and not options:
         return _make_remote(args[0], {"num_returns": 1})
     if args:
         raise TypeError(
