@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from _cli_support import make_tls_files, silo_env
+from _cli_support import EXAMPLES, make_tls_files, silo_env
 from multiparty import PROGRAMS, PartyRun, addresses_for, collect
 
 FED_SCENARIOS = PROGRAMS / "fed_scenarios.py"
@@ -163,11 +163,13 @@ def test_exit_on_sending_failure_ends_a_process_parked_in_time_sleep() -> None:
 @pytest.mark.parametrize(
     ("allowed", "outcome"),
     [
-        (None, {"value": "1/3"}),
-        ({"*": "*"}, {"value": "1/3"}),
-        ({"fractions": ["*"]}, {"value": "1/3"}),
-        ({"fractions": ["Fraction"]}, {"value": "1/3"}),
+        (None, {"value": "10.0.0.1"}),
+        ({"*": "*"}, {"value": "10.0.0.1"}),
+        ({"ipaddress": ["*"]}, {"value": "10.0.0.1"}),
+        ({"ipaddress": "*"}, {"value": "10.0.0.1"}),
+        ({"ipaddress": ["IPv4Address"]}, {"value": "10.0.0.1"}),
         ({"numpy": ["ndarray"]}, None),
+        ({"ipaddress": ["IPv6Address"]}, None),
     ],
 )
 def test_serializing_allowed_list_means_what_it_means_in_rayfed(
@@ -175,12 +177,12 @@ def test_serializing_allowed_list_means_what_it_means_in_rayfed(
 ) -> None:
     runs = run("allow_list", env={"ALLOWED": json.dumps(allowed)})
     alice, bob = runs["alice"].result, runs["bob"].result
-    assert alice == {"value": "1/3"}, "the owner never unpickles its own value"
+    assert alice == {"value": "10.0.0.1"}, "the owner never unpickles its own value"
     if outcome is not None:
         assert bob == outcome, runs["bob"]
     else:
         assert bob["error"] in ("SerializationError", "FedRemoteError"), runs["bob"]
-        assert "fractions" in bob["message"], runs["bob"]
+        assert "ipaddress.IPv4Address" in bob["message"], runs["bob"]
 
 
 def test_tls_with_a_certificate_per_party(tmp_path: Path) -> None:
@@ -271,3 +273,21 @@ def test_multiprocessing_fork_starts_each_party_like_rayfed_tests() -> None:
         "results": {"alice": 5, "bob": 5},
         "parent_after_fork": 5,
     }
+
+
+def test_rayfed_port_example_runs_both_parties() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "rayfed_port.py")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=silo_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = set(done.stdout.splitlines())
+    for party in PARTIES:
+        assert f"The result in party {party} is 5" in lines, done.stdout
+        assert f"{party}: mean {10 / 3}" in lines, done.stdout
+    assert "alice: ValueError record -3 is negative" in lines, done.stdout
+    assert "bob: FedRemoteError from alice" in lines, done.stdout

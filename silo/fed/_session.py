@@ -208,6 +208,11 @@ class Session:
         if self.pid != os.getpid():
             self._closed = True
             return
+        if self.on_loop_thread:
+            raise SiloError(
+                "silo.fed: fed.shutdown() cannot run on silo's event-loop thread (from an async "
+                "remote function or the sending_failure_handler); call it from the program"
+            )
         try:
             if self.runtime is not None:
                 self.run(self.runtime.shutdown())

@@ -313,11 +313,11 @@ def allow_list(party: str) -> None:
         party=party,
         config=comm(serializing_allowed_list=allowed, expose_error_trace=True),
     )
-    import fractions
+    import ipaddress
 
     @fed.remote
     def make() -> Any:
-        return fractions.Fraction(1, 3)
+        return ipaddress.IPv4Address("10.0.0.1")
 
     o = make.party("alice").remote()
     try:
