@@ -109,7 +109,8 @@ def _run_every_party():
     socks = [socket.socket() for _ in ADDRESSES]
     for s in socks:
         s.bind(("127.0.0.1", 0))
-    addresses = {p: f"127.0.0.1:{s.getsockname()[1]}" for p, s in zip(ADDRESSES, socks, strict=True)}
+    ports = [s.getsockname()[1] for s in socks]
+    addresses = {p: f"127.0.0.1:{port}" for p, port in zip(ADDRESSES, ports, strict=True)}
     for s in socks:
         s.close()
     env = {**os.environ, "RAYFED_PORT_ADDRESSES": json.dumps(addresses)}
