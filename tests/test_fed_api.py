@@ -81,6 +81,7 @@ def test_remote_get_actor_and_config(solo: dict[str, str]) -> None:
     total = add.party("solo").remote(first, [b][0])
     assert fed.get([first, a, b, total]) == [11, 11, -11, 0]
     assert fed.get(where.party("solo").remote()).startswith("silo-solo")
+    assert fed.get((first, 4)) == [11, 4], "a tuple gives a list, as in RayFed"
     cluster = get_cluster_config()
     assert (cluster.cluster_addresses, cluster.current_party) == (solo, "solo")
     assert cluster.tls_config == {}
@@ -115,6 +116,7 @@ def test_get_inside_a_task_and_on_the_loop_thread(solo: dict[str, str]) -> None:
 def test_plain_values_need_no_runtime() -> None:
     assert fed.get(3) == 3
     assert fed.get([1, "a"]) == [1, "a"]
+    assert fed.get((1, "a")) == (1, "a")
     fed.shutdown()
     fed.shutdown()
 

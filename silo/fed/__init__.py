@@ -132,18 +132,19 @@ def get(fed_objects: Any) -> Any:
     """The value of a FedObject, the values of a list of them, or a plain value as it is.
 
     Blocks only the calling thread: the main thread or a task's worker thread. A list may mix
-    FedObjects and plain values. In the party where a call failed, raises an instance of the
-    user's exception class whose ``.cause`` is that exception; elsewhere an instance of
-    :class:`FedRemoteError` whose ``.cause`` is the ``FedRemoteError`` (see
-    :mod:`silo.fed.exceptions`). Raises :class:`~silo.NoRuntimeError` for FedObjects without a
-    running job.
+    FedObjects and plain values; a tuple holding FedObjects gives a list, as in RayFed.
+
+    In the party where a call failed, raises an instance of the user's exception class whose
+    ``.cause`` is that exception; elsewhere an instance of :class:`FedRemoteError` whose
+    ``.cause`` is the ``FedRemoteError`` (see :mod:`silo.fed.exceptions`). Raises
+    :class:`~silo.NoRuntimeError` for FedObjects without a running job.
     """
     if isinstance(fed_objects, FedObject):
         return _values([fed_objects])[0]
-    if isinstance(fed_objects, list):
+    if isinstance(fed_objects, (list, tuple)):
         objs = [x for x in fed_objects if isinstance(x, FedObject)]
         if not objs:
-            return list(fed_objects)
+            return fed_objects if isinstance(fed_objects, tuple) else list(fed_objects)
         values = iter(_values(objs))
         return [next(values) if isinstance(x, FedObject) else x for x in fed_objects]
     return fed_objects
