@@ -138,7 +138,8 @@ def test_fed_get_inside_a_task_returns_resolved_and_plain_values() -> None:
 
 
 def test_parties_started_3_s_apart_still_finish() -> None:
-    """RayFed's test starts the second party 10 s late; 3 s keeps CI fast."""
+    """RayFed's test starts the second party 10 s late; 3 s keeps CI fast. The program sets
+    ``barrier_on_initializing``, so alice's ``fed.init`` waits for bob."""
     runs = run("fed_get_in_2_parties", delays={"bob": 3.0})
     for result in ok(runs).values():
         assert result["values"] == [100, 101]
@@ -226,7 +227,8 @@ def test_uncaught_exception_is_broadcast_before_the_process_exits() -> None:
     assert "alice's program failed" in bob.result["cause_str"]
 
 
-def test_sigint_mid_get_exits_like_keyboard_interrupt_and_peer_raises() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_get_exits_as_the_signal_would_and_peer_raises(sig: signal.Signals) -> None:
     addresses = addresses_for(PARTIES)
     started = time.monotonic()
     procs = {p: start("sigint_mid_get", p, addresses) for p in PARTIES}
@@ -239,7 +241,7 @@ def test_sigint_mid_get_exits_like_keyboard_interrupt_and_peer_raises() -> None:
         assert line, "alice never reached fed.get"
         time.sleep(0.3)
         interrupted = time.monotonic()
-        alice.send_signal(signal.SIGINT)
+        alice.send_signal(sig)
         runs = {p: collect(proc, p, started, 60) for p, proc in procs.items()}
     finally:
         for proc in procs.values():
@@ -247,8 +249,12 @@ def test_sigint_mid_get_exits_like_keyboard_interrupt_and_peer_raises() -> None:
                 proc.kill()
                 proc.wait()
     alice_run, bob_run = runs["alice"], runs["bob"]
-    assert alice_run.returncode in (-signal.SIGINT, 128 + signal.SIGINT), alice_run
-    assert "KeyboardInterrupt" in alice_run.stderr, alice_run
+    if sig == signal.SIGINT:
+        assert alice_run.returncode in (-signal.SIGINT, 128 + signal.SIGINT), alice_run
+        assert "KeyboardInterrupt" in alice_run.stderr, alice_run
+    else:
+        assert alice_run.returncode == 128 + signal.SIGTERM, alice_run
+    assert f"received {sig.name}: shutting down" in alice_run.stderr, alice_run
     assert bob_run.returncode == 0, bob_run
     assert bob_run.result["is_fed_remote_error"] and bob_run.result["src_party"] == "alice"
     assert time.monotonic() - interrupted < 30, "bob learned of it without waiting out 60 s"

@@ -176,7 +176,8 @@ def readme(party: str) -> None:
 
 @scenario
 def fed_get_in_2_parties(party: str) -> None:
-    fed.init(addresses=ADDRESSES, party=party, config=comm())
+    config = {**comm(), "barrier_on_initializing": True}
+    fed.init(addresses=ADDRESSES, party=party, config=config)
     o1 = f.party("alice").remote()
     o2 = g.party("bob").remote(o1)
     report({"values": fed.get([o1, o2]), "mixed": fed.get([o2, 7, "x"]), "plain": fed.get(42)})
