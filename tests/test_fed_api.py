@@ -12,6 +12,7 @@ import pytest
 
 import silo
 from silo import fed
+from silo.fed._session import Session
 from silo.fed.config import get_cluster_config, get_job_config
 from silo.fed.exceptions import FedTaskError, IgnoredConfigWarning
 
@@ -200,3 +201,14 @@ def test_objects_of_a_shut_down_job_are_refused_in_the_next() -> None:
         assert fed.get(add.party("solo").remote(2, 2)) == 4
     finally:
         fed.shutdown()
+
+
+def test_a_caller_never_waits_on_a_loop_thread_that_is_gone() -> None:
+    session = Session()
+    session.loop.call_soon_threadsafe(session.loop.stop)
+    session._thread.join(5)
+    try:
+        with pytest.raises(silo.SiloError, match="event-loop thread of this party is gone"):
+            session.call(lambda: 1)
+    finally:
+        session.loop.close()

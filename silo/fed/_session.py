@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -57,6 +58,8 @@ T = TypeVar("T")
 
 #: How long a signal or an uncaught exception waits for the error broadcast before going on.
 _GRACE_S = 5.0
+#: How often a blocked caller checks that the loop thread is still there.
+_POLL_S = 1.0
 
 
 def _exit_now() -> None:
@@ -111,7 +114,22 @@ class Session:
                 fut.set_exception(exc)
 
         self.loop.call_soon_threadsafe(run)
-        return fut.result()
+        return self._wait(fut, None)
+
+    def _wait(self, fut: concurrent.futures.Future[T], timeout: float | None) -> T:
+        """``fut.result(timeout)``, but never waiting on a loop thread that is gone."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            try:
+                return fut.result(max(step, 0.0))
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                if not self._thread.is_alive():
+                    raise SiloError(
+                        "silo.fed: the event-loop thread of this party is gone"
+                    ) from None
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop, blocking this thread until it ends (or ``timeout``).
@@ -127,7 +145,7 @@ class Session:
             )
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return fut.result(timeout)
+            return self._wait(fut, timeout)
         except BaseException:
             fut.cancel()
             raise
@@ -149,9 +167,10 @@ class Session:
         return self.runtime
 
     def _install_signals(self) -> None:
-        for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, None)):
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        for sig, default in defaults.items():
             current = signal.getsignal(sig)
-            if current is default or (default is None and current == signal.SIG_DFL):
+            if current == default:
                 self._restore[sig] = current
                 signal.signal(sig, self._on_signal)
 
