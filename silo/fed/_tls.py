@@ -13,9 +13,6 @@ import warnings
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from .exceptions import UnverifiedIdentityWarning
 
 __all__ = ["certified_names", "check_identity"]
@@ -26,6 +23,9 @@ def certified_names(pem: bytes) -> list[str]:
 
     Raises ``ValueError`` if ``pem`` is not a PEM certificate.
     """
+    from cryptography import x509  # imported on first use: only TLS jobs pay for it
+    from cryptography.x509.oid import NameOID
+
     cert = x509.load_pem_x509_certificate(pem)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)

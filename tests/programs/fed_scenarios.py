@@ -308,24 +308,27 @@ def exit_on_sending_failure(party: str) -> None:
 
 @scenario
 def allow_list(party: str) -> None:
-    allowed = json.loads(os.environ["ALLOWED"])
-    fed.init(
-        addresses=ADDRESSES,
-        party=party,
-        config=comm(serializing_allowed_list=allowed, expose_error_trace=True),
-    )
     import ipaddress
 
     @fed.remote
     def make() -> Any:
         return ipaddress.IPv4Address("10.0.0.1")
 
-    o = make.party("alice").remote()
-    try:
-        report({"value": str(fed.get(o))})
-    except Exception as exc:
-        report({"error": type(exc).__name__, "message": str(exc)})
-    fed.shutdown()
+    outcomes = []
+    for i, allowed in enumerate(json.loads(os.environ["ALLOWED"])):
+        fed.init(
+            addresses=ADDRESSES,
+            party=party,
+            config=comm(serializing_allowed_list=allowed, expose_error_trace=True),
+            job_name=f"allow{i}",
+        )
+        o = make.party("alice").remote()
+        try:
+            outcomes.append({"value": str(fed.get(o))})
+        except Exception as exc:
+            outcomes.append({"error": type(exc).__name__, "message": str(exc)})
+        fed.shutdown()
+    report(outcomes)
 
 
 @scenario
