@@ -276,6 +276,7 @@ def test_multiprocessing_fork_starts_each_party_like_rayfed_tests() -> None:
         "results": {"alice": 5, "bob": 5},
         "parent_after_fork": 5,
     }
+    assert "[bob@silo] shutting down" in done.stderr, "bob's forgotten shutdown was done"
 
 
 def test_rayfed_port_example_runs_both_parties() -> None:

@@ -24,7 +24,9 @@ What the async API gets from ``asyncio.run`` and ``loop.add_signal_handler`` is 
   (``time.sleep``, a blocking read); the price is that ``atexit`` handlers and the main thread's
   ``finally`` blocks do not run, as with RayFed, whose process is killed.
 * **Forgotten shutdown.** An ``atexit`` hook shuts the session down (intended: pending sends
-  are flushed). The loop thread is a daemon so the interpreter reaches ``atexit`` at all.
+  are flushed). The loop thread is a daemon so the interpreter reaches ``atexit`` at all. A
+  ``multiprocessing`` child ends with ``os._exit``, skipping ``atexit``; where ``multiprocessing``
+  is in use, a ``multiprocessing.util.Finalize`` does the same there.
 * **fork.** A child forked while a session runs inherits no loop thread; ``os.register_at_fork``
   drops the inherited session in the child, which can then call ``fed.init`` itself.
 """
@@ -298,6 +300,9 @@ def begin(init_kwargs: Mapping[str, Any], rayfed_config: Mapping[str, Any]) -> S
     session.rayfed_config = rayfed_config
     session.start(**init_kwargs)
     _registry.session = session
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, end, exitpriority=100)
     return session
 
 
