@@ -356,7 +356,8 @@ def tls(party: str) -> None:
 
 @scenario
 def sigint_mid_get(party: str) -> None:
-    fed.init(addresses=ADDRESSES, party=party, config=comm(expose_error_trace=True))
+    config = {**comm(expose_error_trace=True), "barrier_on_initializing": True}
+    fed.init(addresses=ADDRESSES, party=party, config=config)
 
     @fed.remote
     def slow() -> int:
@@ -399,7 +400,8 @@ def forgot_shutdown(party: str) -> None:
 
 @scenario
 def uncaught_error(party: str) -> None:
-    fed.init(addresses=ADDRESSES, party=party, config=comm(expose_error_trace=True))
+    config = {**comm(expose_error_trace=True), "barrier_on_initializing": True}
+    fed.init(addresses=ADDRESSES, party=party, config=config)
     o = f.party("bob").remote()
     if party == "alice":
         raise MyError("alice's program failed")
