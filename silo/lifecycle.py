@@ -13,8 +13,9 @@ Then, in every case and whatever failed before: stop actors and worker threads, 
 channel, restore the loop's signal and exception handlers, leave the registry, mark the runtime
 finished. With ``exit_on_sending_failure`` and a sending failure, the process then exits with
 status 1 (``SystemExit`` raised from a loop callback, which ends ``asyncio.run`` however the
-program was parked; ``runtime.exit_process`` instead where set, as ``silo.fed`` does). After SIGINT or SIGTERM, the task that called ``init`` is cancelled; the
-end of ``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
+program was parked; ``runtime.exit_process`` instead where set, as ``silo.fed`` does). After
+SIGINT or SIGTERM, the task that called ``init`` is cancelled; the end of
+``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
 ``SystemExit(143)`` (SIGTERM), as the signal would have done without silo.
 """
 
