@@ -354,19 +354,25 @@ def tls(party: str) -> None:
     fed.shutdown()
 
 
+def both_up() -> None:
+    """Each party has a value from the other: both are past ``fed.init`` and connected."""
+    fed.get([f.party("alice").remote(), f.party("bob").remote()])
+
+
 @scenario
 def sigint_mid_get(party: str) -> None:
-    config = {**comm(expose_error_trace=True), "barrier_on_initializing": True}
-    fed.init(addresses=ADDRESSES, party=party, config=config)
+    """alice is interrupted once both parties are up (bob may still be finishing ``both_up``)."""
 
     @fed.remote
     def slow() -> int:
         time.sleep(60)
         return 1
 
-    o = slow.party("bob").remote()
-    print("WAITING", flush=True)
+    fed.init(addresses=ADDRESSES, party=party, config=comm(expose_error_trace=True))
     try:
+        both_up()
+        o = slow.party("bob").remote()
+        print("WAITING", flush=True)
         fed.get(o)
     except Exception as exc:
         report(describe(exc))
@@ -400,13 +406,14 @@ def forgot_shutdown(party: str) -> None:
 
 @scenario
 def uncaught_error(party: str) -> None:
-    config = {**comm(expose_error_trace=True), "barrier_on_initializing": True}
-    fed.init(addresses=ADDRESSES, party=party, config=config)
-    o = f.party("bob").remote()
+    """alice's program fails once both parties are up; bob learns it wherever it is."""
+    fed.init(addresses=ADDRESSES, party=party, config=comm(expose_error_trace=True))
     if party == "alice":
+        both_up()
         raise MyError("alice's program failed")
     try:
-        fed.get(g.party("alice").remote(o))
+        both_up()
+        fed.get(g.party("alice").remote(f.party("bob").remote()))
     except Exception as exc:
         report(describe(exc))
     fed.shutdown()
