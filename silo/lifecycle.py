@@ -13,8 +13,9 @@ Then, in every case and whatever failed before: stop actors and worker threads, 
 channel, restore the loop's signal and exception handlers, leave the registry, mark the runtime
 finished. With ``exit_on_sending_failure`` and a sending failure, the process then exits with
 status 1 (``SystemExit`` raised from a loop callback, which ends ``asyncio.run`` however the
-program was parked). After SIGINT or SIGTERM, the task that called ``init`` is cancelled; the
-end of ``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
+program was parked; ``runtime.exit_process`` instead where set, as ``silo.fed`` does). After
+SIGINT or SIGTERM, the task that called ``init`` is cancelled; the end of
+``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
 ``SystemExit(143)`` (SIGTERM), as the signal would have done without silo.
 """
 
@@ -216,7 +217,7 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
         await _release(runtime, goodbye=not request.reason.is_error)
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
-            runtime.loop.call_soon(_exit_process)
+            runtime.loop.call_soon(runtime.exit_process or _exit_process)
         elif (
             request.reason is Reason.SIGNAL
             and runtime.main_task is not None

@@ -93,6 +93,10 @@ class Runtime(Inbound, Outbound, Execution):
         self._aux: set[asyncio.Task[Any]] = set()
         self._coroutine_functions: dict[object, bool] = {}
         self._prev_exception_handler: Any = None
+        #: Called on the loop after the teardown when ``exit_on_sending_failure`` ends the
+        #: process; ``None`` raises ``SystemExit(1)`` there. ``silo.fed`` sets its own, since its
+        #: loop runs on a background thread where ``SystemExit`` would end only that thread.
+        self.exit_process: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
