@@ -55,6 +55,7 @@ from .base import (
     FrameSink,
 )
 from .bulk import receive_body
+from .prefault import PrefaultSlots
 
 __all__ = ["Server"]
 
@@ -91,6 +92,7 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._prefault_slots = PrefaultSlots()
         self._closed = False
 
     async def start(self) -> None:
@@ -278,11 +280,16 @@ class Server:
             return web.Response(status=400, text="connection closed")
         try:
             header, parts = await receive_body(
-                transport, request.protocol, request.content.read_nowait(), length
+                transport,
+                request.protocol,
+                request.content.read_nowait(),
+                length,
+                timeout=self._comm.timeout_s,
+                slots=self._prefault_slots,
             )
         except ProtocolError as exc:
             self._log.warning(
-                "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
+                "dropped a data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
         refusal_text = self._deliver_data(header, parts, length)
