@@ -201,9 +201,9 @@ class BodyReceiver(asyncio.BufferedProtocol):
             self._prefaulter = Prefaulter(part, on_stop=slots.give if slots else None)
             self._prefaulter.start()
 
-    def _close_part(self) -> None:
+    def _close_part(self, *, wait: bool = False) -> None:
         if self._prefaulter is not None:
-            self._prefaulter.stop()
+            self._prefaulter.stop(wait=wait)
             self._prefaulter = None
         self._view = None
 
@@ -246,7 +246,7 @@ class BodyReceiver(asyncio.BufferedProtocol):
 
     def _discard(self) -> None:
         self._stop_timer()
-        self._close_part()
+        self._close_part(wait=True)
         for part in self._parts:
             release(part)
         self._parts = []

@@ -10,8 +10,8 @@ commits is what arrived plus at most ``window`` bytes.
 Theory of operation of a :class:`Prefaulter`: the event loop reports the write position with
 :meth:`~Prefaulter.advance`; the thread faults in ``[populated, min(size, written + window))``
 one chunk at a time and sleeps on a condition when it has caught up. :meth:`~Prefaulter.stop`
-wakes it for good; it leaves after the chunk in progress (a few milliseconds at most) and drops
-its reference to the mapping, so a mapping the receiver let go of is unmapped then.
+wakes it for good; it leaves after the chunk in progress (about a millisecond) and drops its
+reference to the mapping; a receiver that drops a body waits for that, then unmaps at once.
 
 :class:`PrefaultSlots` caps how many prefaulters run at once in one listener, so many
 connections each announcing a huge body cannot each get a window committed in advance: the
@@ -40,6 +40,7 @@ CHUNK = 2 << 20
 SLOTS = 4
 
 _MADV_POPULATE_WRITE = 23
+_JOIN_TIMEOUT = 1.0
 
 
 def _load_madvise() -> Callable[[int, int, int], int] | None:
@@ -143,19 +144,18 @@ class Prefaulter:
             self._written = written
             self._cond.notify()
 
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        if self._on_stop is not None:
-            self._on_stop()
-            self._on_stop = None
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread to leave (tests)."""
-        self._thread.join(timeout)
+    def stop(self, *, wait: bool = False) -> None:
+        """Tell the thread to leave; with ``wait``, also wait until it has (at most the one
+        chunk in progress), so the mapping can be unmapped at once."""
+        if not self._stopped:
+            with self._cond:
+                self._stopped = True
+                self._cond.notify()
+            if self._on_stop is not None:
+                self._on_stop()
+                self._on_stop = None
+        if wait and self._thread.is_alive():
+            self._thread.join(_JOIN_TIMEOUT)
 
     def _run(self) -> None:
         assert _madvise is not None
