@@ -164,7 +164,7 @@ async def test_a_truncated_body_is_released_at_once(how: str) -> None:
         rx.eof_received()
     else:
         rx.connection_lost(None)
-    with pytest.raises(ProtocolError, match="truncated.* after 3355"):
+    with pytest.raises(ProtocolError, match=r"truncated.* after 3355"):
         rx.done.result()
     assert rx.parts == []
     del part
