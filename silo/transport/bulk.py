@@ -81,6 +81,8 @@ class BodyReceiver(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         if timeout is not None:
             self._timer = loop.call_later(timeout, self._check_stall)
+        if length < PREFIX.size:
+            self.fail(ProtocolError(f"data frame of {length} bytes: shorter than a frame prefix"))
 
     @property
     def received(self) -> int:

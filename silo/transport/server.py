@@ -327,7 +327,14 @@ class Server:
         if (request.content_length or 0) > _CONTROL_MAX:
             return web.Response(status=413, text="control frame too large")
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), self._comm.timeout_s)
+        except asyncio.TimeoutError:
+            text = f"control frame incomplete after {self._comm.timeout_in_ms} ms"
+            self._log.warning(
+                "dropped a control frame from %s: %s", request.headers[HEADER_PARTY], text
+            )
+            return _closing(web.Response(status=408, text=text), request)
+        try:
             header, _ = decode_frame(body)
             if header.kind is Kind.DATA:
                 raise ProtocolError("data frames do not belong on the control path")

@@ -1,0 +1,447 @@
+"""A live 2-party job keeps working, and bob's memory stays bounded, while bob's port is attacked.
+
+The job (tests/programs/fuzz_target.py) runs rounds with a known result until the test tells it
+to stop. Meanwhile the test sends bob malformed, truncated, oversized and forged frames on all
+three routes, in plain text and over TLS with a valid party certificate. Forged frames use the
+real peer's name (the identity question is TLS's), but only ids the job never uses: far ahead of
+its calls, or behind them with an index no call has; a forged frame for an object the job uses
+would change its result, which is outside what size bounds can prevent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from silo.transport.base import CONTROL_PATH, DATA_PATH, WS_PATH
+from silo.wire import PREFIX, Header, Kind, encode_control, encode_data, encode_header
+
+from _cli_support import make_tls_files
+from multiparty import PROGRAMS, addresses_for
+
+MIB = 1 << 20
+DECLARED = 1536 * MIB
+TIMEOUT_S = 3.0
+FAR = 10**9
+
+
+def vm_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Job:
+    procs: dict[str, subprocess.Popen[str]]
+    port: int
+    stop: Path
+    ssl: ssl.SSLContext | None
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bob(self) -> int:
+        return self.procs["bob"].pid
+
+    def note(self, attack: str, outcome: str) -> None:
+        self.outcomes.setdefault(attack, outcome)
+
+
+@contextmanager
+def job(tmp_path: Path, *, tls: bool) -> Iterator[Job]:
+    """Start the 2-party job, wait until it worked one round; stop and reap it afterwards."""
+    addresses = addresses_for(["alice", "bob"])
+    stop = tmp_path / "STOP"
+    env = {**os.environ, "SILO_TEST_ADDRESSES": json.dumps(addresses), "SILO_FUZZ_STOP": str(stop)}
+    context = None
+    if tls:
+        make_tls_files(tmp_path, ["alice", "bob"])
+        paths = {
+            "ca_cert": str(tmp_path / "ca.pem"),
+            "cert": str(tmp_path / "{party}.pem"),
+            "key": str(tmp_path / "{party}.key"),
+        }
+        env["SILO_FUZZ_TLS"] = json.dumps(paths)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(tmp_path / "ca.pem")
+        context.load_cert_chain(tmp_path / "alice.pem", tmp_path / "alice.key")
+    procs = {
+        party: subprocess.Popen(
+            [sys.executable, str(PROGRAMS / "fuzz_target.py"), party],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for party in ("alice", "bob")
+    }
+    try:
+        assert procs["bob"].stdout is not None
+        line = procs["bob"].stdout.readline()
+        assert line.strip() == "READY", line + procs["bob"].stderr.read()  # type: ignore[union-attr]
+        yield Job(procs, int(addresses["bob"].rsplit(":", 1)[1]), stop, context)
+    finally:
+        stop.touch()
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def finish(running: Job) -> dict[str, Any]:
+    """Stop the job; both parties must exit 0 with every round right."""
+    running.stop.touch()
+    results = {}
+    for party, proc in running.procs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, f"{party} exit {proc.returncode}\n{out}\n{err}"
+        results[party] = json.loads(out.split("RESULT ", 1)[1])
+    assert results["alice"] == results["bob"]
+    assert results["bob"]["bad"] == [] and results["bob"]["rounds"] >= 4
+    return results["bob"]
+
+
+class RssWatch:
+    """Samples a process's RSS every 20 ms in a thread: the peak over the watch."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, vm_rss(self.pid))
+
+    def __enter__(self) -> RssWatch:
+        self.peak = vm_rss(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+HEADERS = {"X-Silo-Job": "fuzz", "X-Silo-Party": "alice", "X-Silo-Protocol": "1"}
+
+
+async def connect(j: Job) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", j.port, ssl=j.ssl)
+
+
+def request(path: str, length: int | None, extra: dict[str, str] | None = None) -> bytes:
+    headers = {**HEADERS, **(extra or {})}
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {path} HTTP/1.1\r\nHost: bob\r\n{lines}\r\n".encode()
+
+
+async def post(j: Job, path: str, body: bytes, length: int | None = None, **kw: str) -> bytes:
+    """One request (``length`` -1: no Content-Length); returns what came back before the
+    connection closed (or 5 s passed)."""
+    reader, writer = await connect(j)
+    try:
+        announced = len(body) if length is None else None if length < 0 else length
+        writer.write(request(path, announced, kw or None) + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(1 << 16), 5)
+    except (ConnectionError, asyncio.TimeoutError) as exc:
+        return repr(exc).encode()
+    finally:
+        writer.close()
+
+
+def status(answer: bytes) -> str:
+    return answer.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def lying_head(*lens: int, pickle_len: int = 0) -> bytes:
+    return encode_header(Header(Kind.DATA, "fuzz", "alice", 1, FAR, 0, [pickle_len, list(lens)]))
+
+
+async def big_body(j: Job, send: int, *, then: str) -> str:
+    """Announce a 1.5 GiB DATA frame, send ``send`` bytes of it, then stall or close."""
+    reader, writer = await connect(j)
+    head = lying_head(DECLARED)
+    writer.write(request(DATA_PATH, len(head) + DECLARED) + head)
+    chunk = b"\1" * MIB
+    for _ in range(send // MIB):
+        writer.write(chunk)
+        await writer.drain()
+    if then == "close":
+        writer.close()
+        return "closed mid-body"
+    started = time.monotonic()
+    try:
+        data = await asyncio.wait_for(reader.read(), TIMEOUT_S + 10)
+        outcome = (
+            f"bob closed the connection after {time.monotonic() - started:.1f} s {data[:12]!r}"
+        )
+    except (ConnectionError, ssl.SSLError) as exc:
+        outcome = f"bob reset the connection after {time.monotonic() - started:.1f} s ({exc!r})"
+    writer.close()
+    return outcome
+
+
+async def ws_open(j: Job) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket handshake by hand, so frames can lie about their length."""
+    reader, writer = await connect(j)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    writer.write(
+        f"GET {WS_PATH} HTTP/1.1\r\nHost: bob\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b" 101 " in head, head
+    return reader, writer
+
+
+def ws_frame(payload: bytes, *, opcode: int = 2, declared: int | None = None) -> bytes:
+    n = len(payload) if declared is None else declared
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + b"\0\0\0\0" + payload
+
+
+async def ws_read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload); (-1, b"") when the connection ended."""
+    try:
+        b1, b2 = await asyncio.wait_for(reader.readexactly(2), 5)
+        n = b2 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await reader.readexactly(8))
+        return b1 & 0x0F, await reader.readexactly(n)
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+        return -1, b""
+
+
+async def ws_exchange(j: Job, *messages: bytes) -> list[str]:
+    """Send raw websocket frames; the answers (ACK/REJECT kinds, close codes) in order."""
+    reader, writer = await ws_open(j)
+    answers: list[str] = []
+    try:
+        for message in messages:
+            writer.write(message)
+            await writer.drain()
+            opcode, payload = await ws_read(reader)
+            if opcode == 2:
+                answers.append(Kind(payload[PREFIX.size + 2]).name)
+            elif opcode == 8:
+                answers.append(f"close {struct.unpack('!H', payload[:2])[0]}")
+                break
+            else:
+                answers.append("connection ended" if opcode < 0 else f"opcode {opcode}")
+                break
+    finally:
+        writer.close()
+    return answers
+
+
+def data(seq: int, index: int, value: object, *, job: str = "fuzz", src: str = "alice") -> bytes:
+    return encode_data(job, src, seq, (seq, index), value).join()
+
+
+def error(seq: int, index: int, *, src: str = "alice") -> bytes:
+    extra = ["alice", "ValueError", "forged", ""]
+    return encode_control(Kind.ERROR, "fuzz", src, 1, (seq, index), extra).join()
+
+
+def quick_attacks(j: Job) -> list[tuple[str, Callable[[], Any]]]:
+    head = lying_head(1 << 30)
+    ahead = [data(FAR + i, 0, b"x" * 100) for i in range(50)]
+    return [
+        ("data: 10 GiB Content-Length", lambda: post(j, DATA_PATH, b"", 10 << 30)),
+        ("data: no Content-Length", lambda: post(j, DATA_PATH, b"", -1)),
+        (
+            "data: header length beyond the body",
+            lambda: post(j, DATA_PATH, PREFIX.pack(1 << 20) + b"x" * 96),
+        ),
+        (
+            "data: layout announcing 1 GiB in a 10-byte body",
+            lambda: post(j, DATA_PATH, head + b"x" * 10),
+        ),
+        ("data: 70000 buffers", lambda: post(j, DATA_PATH, lying_head(*([0] * 70_000)))),
+        ("data: garbage", lambda: post(j, DATA_PATH, os.urandom(5000))),
+        ("data: empty body", lambda: post(j, DATA_PATH, b"")),
+        (
+            "data: another job",
+            lambda: post(j, DATA_PATH, data(FAR, 0, 1, job="x"), **{"X-Silo-Job": "x"}),
+        ),
+        (
+            "data: unknown party",
+            lambda: post(
+                j, DATA_PATH, data(FAR, 0, 1, src="mallory"), **{"X-Silo-Party": "mallory"}
+            ),
+        ),
+        ("data: id far ahead", lambda: post(j, DATA_PATH, data(FAR + 99, 0, b"y" * (5 * MIB)))),
+        (
+            "data: id behind, no such output",
+            lambda: post(j, DATA_PATH, data(1, 77, b"y" * (5 * MIB))),
+        ),
+        ("control: garbage", lambda: post(j, CONTROL_PATH, os.urandom(300))),
+        ("control: 10 GiB Content-Length", lambda: post(j, CONTROL_PATH, b"", 10 << 30)),
+        ("control: DATA frame", lambda: post(j, CONTROL_PATH, data(FAR, 1, 1))),
+        ("control: ERROR far ahead", lambda: post(j, CONTROL_PATH, error(FAR + 1, 0))),
+        ("control: ERROR behind", lambda: post(j, CONTROL_PATH, error(2, 55))),
+        (
+            "control: ABORT from a stranger",
+            lambda: post(
+                j,
+                CONTROL_PATH,
+                encode_control(
+                    Kind.ABORT, "fuzz", "mallory", 1, extra=["mallory", None, None, None]
+                ).join(),
+            ),
+        ),
+        ("ws: garbage", lambda: ws_exchange(j, ws_frame(os.urandom(64)))),
+        (
+            "ws: text then a frame far ahead",
+            lambda: ws_exchange(j, ws_frame(b"hello", opcode=1) + ws_frame(data(FAR + 7, 0, 1))),
+        ),
+        ("ws: message declaring 1 GiB", lambda: ws_exchange(j, ws_frame(b"", declared=1 << 30))),
+        (
+            "ws: frame longer than its message",
+            lambda: ws_exchange(j, ws_frame(PREFIX.pack(5000) + b"\x98")),
+        ),
+        ("ws: layout lying", lambda: ws_exchange(j, ws_frame(head + b"x"))),
+        ("ws: 50 frames far ahead", lambda: ws_exchange(j, *(ws_frame(f) for f in ahead))),
+        (
+            "ws: frames behind",
+            lambda: ws_exchange(j, ws_frame(data(1, 66, 1)), ws_frame(data(3, 9, 2))),
+        ),
+        (
+            "ws: ERROR frames ahead and behind",
+            lambda: ws_exchange(j, ws_frame(error(FAR + 3, 0)), ws_frame(error(2, 44))),
+        ),
+        ("control: body that stops", lambda: post(j, CONTROL_PATH, b"\0" * 10, 1000)),
+    ]
+
+
+def describe(answer: Any) -> str:
+    if isinstance(answer, bytes):
+        return status(answer) or repr(answer[:60])
+    if isinstance(answer, list):
+        counts: dict[str, int] = {}
+        for a in answer:
+            counts[a] = counts.get(a, 0) + 1
+        return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items())
+    return str(answer)
+
+
+async def attack(j: Job, seconds: float) -> None:
+    """Big bodies that stall or close, alongside rounds of every quick attack, for ``seconds``."""
+    stalled = asyncio.ensure_future(big_body(j, 96 * MIB, then="stall"))
+    closed = asyncio.ensure_future(big_body(j, 96 * MIB, then="close"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, run in quick_attacks(j):
+            j.note(name, describe(await run()))
+    j.note("data: 1.5 GiB declared, 96 MiB sent, then silence", await stalled)
+    j.note("data: 1.5 GiB declared, 96 MiB sent, then closed", await closed)
+
+
+EXPECTED = {
+    "data: 10 GiB Content-Length": "413",
+    "data: no Content-Length": "411",
+    "data: header length beyond the body": "400",
+    "data: layout announcing 1 GiB in a 10-byte body": "400",
+    "data: 70000 buffers": "400",
+    "data: garbage": "400",
+    "data: empty body": "400",
+    "data: another job": "409",
+    "data: unknown party": "403",
+    "data: id far ahead": "200",
+    "data: id behind, no such output": "200",
+    "control: garbage": "400",
+    "control: 10 GiB Content-Length": "413",
+    "control: DATA frame": "400",
+    "control: ERROR far ahead": "200",
+    "control: ERROR behind": "200",
+    "control: ABORT from a stranger": "200",
+    "ws: garbage": "close 1002",
+    "ws: text then a frame far ahead": "ACK",
+    "ws: message declaring 1 GiB": "close 1009",
+    "ws: frame longer than its message": "close 1002",
+    "ws: layout lying": "close 1002",
+    "ws: 50 frames far ahead": "ACK x50",
+    "ws: frames behind": "ACK x2",
+    "ws: ERROR frames ahead and behind": "ACK x2",
+    "control: body that stops": "408",
+    "data: 1.5 GiB declared, 96 MiB sent, then silence": "bob ",
+    "data: 1.5 GiB declared, 96 MiB sent, then closed": "closed mid-body",
+}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_attacks_leave_the_job_and_memory_intact(tmp_path: Path, tls: bool) -> None:
+    with job(tmp_path, tls=tls) as running:
+        baseline = vm_rss(running.bob)
+        with RssWatch(running.bob) as watch:
+            await attack(running, seconds=3.0)
+        after = vm_rss(running.bob)
+        result = finish(running)
+    print(
+        f"\n[{'tls' if tls else 'plain'}] rounds {result['rounds']}; bob RSS baseline "
+        f"{baseline / MIB:.0f} MiB, peak {watch.peak / MIB:.0f} MiB, after {after / MIB:.0f} MiB"
+    )
+    for name, outcome in running.outcomes.items():
+        print(f"  {name}: {outcome}")
+    for name, expected in EXPECTED.items():
+        assert expected in running.outcomes[name], (name, running.outcomes[name])
+    assert watch.peak < baseline + 400 * MIB, "bob committed what the attacker only declared"
+    assert after < baseline + 80 * MIB, "bob kept the memory of dropped bodies"
+
+
+async def test_dropped_bodies_free_their_memory_in_a_live_party(tmp_path: Path) -> None:
+    with job(tmp_path, tls=False) as running:
+        baseline = vm_rss(running.bob)
+        with RssWatch(running.bob) as stalled:
+            outcome = await big_body(running, 128 * MIB, then="stall")
+        after_stall = vm_rss(running.bob)
+        with RssWatch(running.bob) as closed:
+            await big_body(running, 128 * MIB, then="close")
+            deadline = time.monotonic() + 2
+            while vm_rss(running.bob) > baseline + 48 * MIB and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            freed_in = 2 - (deadline - time.monotonic())
+        after_close = vm_rss(running.bob)
+        finish(running)
+    print(
+        f"\nbaseline {baseline / MIB:.0f} MiB; stalled body: peak {stalled.peak / MIB:.0f}, "
+        f"after drop {after_stall / MIB:.0f} ({outcome}); closed body: peak "
+        f"{closed.peak / MIB:.0f}, after {after_close / MIB:.0f} (freed within {freed_in:.2f} s)"
+    )
+    assert "bob closed" in outcome or "bob reset" in outcome
+    for peak in (stalled.peak, closed.peak):
+        assert baseline + 96 * MIB < peak < baseline + 128 * MIB + 96 * MIB
+    assert after_stall < baseline + 48 * MIB and after_close < baseline + 48 * MIB
