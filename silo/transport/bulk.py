@@ -218,6 +218,7 @@ class BodyReceiver(asyncio.BufferedProtocol):
             self._parts.append(allocate(self._lens[len(self._parts)]))
         self._stop_timer()
         self.done.set_result((self._header, self._parts))
+        self._let_go()
 
     def _truncated(self, why: str) -> str:
         return f"data frame truncated: {why} after {self.received} of {self._length} bytes"
@@ -232,14 +233,15 @@ class BodyReceiver(asyncio.BufferedProtocol):
         if idle < self._timeout:
             self._timer = self._loop.call_later(self._timeout - idle, self._check_stall)
             return
+        transport = self._transport
         self.fail(
             ProtocolError(
                 f"data frame stalled: no byte for {self._timeout * 1000:.0f} ms "
                 f"after {self.received} of {self._length} bytes"
             )
         )
-        if self._transport is not None:
-            self._transport.abort()
+        if transport is not None:
+            transport.abort()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -251,8 +253,14 @@ class BodyReceiver(asyncio.BufferedProtocol):
         self._close_part(wait=True)
         for part in self._parts:
             release(part)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Hold nothing once the body is over: a transport may keep its protocol's methods
+        for the connection's life (uvloop's TLS transport keeps ``get_buffer``)."""
         self._parts = []
         self._head = bytearray()
+        self._transport = None
 
 
 async def receive_body(

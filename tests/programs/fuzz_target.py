@@ -2,7 +2,8 @@
 
 Usage: ``fuzz_target.py PARTY`` with ``SILO_TEST_ADDRESSES`` (JSON), ``SILO_FUZZ_STOP`` (a path:
 the job goes on with rounds until it exists) and optionally ``SILO_FUZZ_TLS`` (JSON
-``{"ca_cert", "cert", "key"}`` with ``{party}`` in the paths). Each round moves a small array and,
+``{"ca_cert", "cert", "key"}`` with ``{party}`` in the paths); it runs on uvloop unless
+``SILO_UVLOOP=0``. Each round moves a small array and,
 every fourth round, one over 4 MiB (the HTTP data path) from each party to bob and back; alice
 decides when to stop, so both run the same number of rounds. Prints ``READY`` after the first
 round and ``RESULT {"rounds": n, "bad": [...]}`` at the end (``bad``: rounds whose result was not
@@ -11,7 +12,6 @@ the known one).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 import silo
+import silo.loop
 
 ADDRESSES: dict[str, str] = json.loads(os.environ["SILO_TEST_ADDRESSES"])
 STOP = os.environ["SILO_FUZZ_STOP"]
@@ -65,4 +66,4 @@ async def main(party: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    silo.loop.run(main(sys.argv[1]))
