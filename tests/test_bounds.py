@@ -12,7 +12,7 @@ import pytest
 
 import silo
 from silo.transport.base import CONTROL_PATH, DATA_PATH, WS_PATH
-from silo.wire import Kind, decode_frame, encode_control, encode_data
+from silo.wire import MAX_BUFFERS, Kind, decode_data, decode_frame, encode_control, encode_data
 
 from multiparty import addresses_for
 
@@ -135,3 +135,14 @@ async def test_a_data_body_that_stops_is_dropped_and_its_connection_closed(
     assert await asyncio.wait_for(reader.read(), 5) == b""
     assert 0.4 < asyncio.get_running_loop().time() - started < 4
     writer.close()
+
+
+def test_a_value_with_more_buffers_than_a_frame_may_list_travels_in_its_pickle() -> None:
+    value = [bytearray(b"ab") for _ in range(MAX_BUFFERS + 1)]
+    frame = encode_data("job", "alice", 1, (1, 0), value)
+    assert frame.header.data_layout()[1] == []
+    header, body = decode_frame(frame.join())
+    out: Any = decode_data(header, body, None)
+    assert out == value
+    few = encode_data("job", "alice", 1, (1, 0), value[:3])
+    assert len(few.header.data_layout()[1]) == 3
