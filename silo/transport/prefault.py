@@ -111,7 +111,7 @@ class PrefaultSlots:
 class Prefaulter:
     """Faults in the pages of ``memory`` from a helper thread, at most ``window`` bytes ahead
     of the write position (plus one chunk of rounding). ``advance`` and ``stop`` are called from
-    the event loop; ``stop`` is idempotent and returns at once."""
+    the event loop; ``stop`` is idempotent."""
 
     def __init__(
         self,
