@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from silo.errors import ProtocolError
 from silo.transport.base import DATA_PATH, WS_PATH
-from silo.wire import PREFIX, Header, Kind, encode_control, encode_data, encode_header
+from silo.wire import (
+    PREFIX,
+    Header,
+    Kind,
+    decode_frame,
+    encode_control,
+    encode_data,
+    encode_header,
+)
 
 MIB = 1 << 20
 #: What a lying data request announces: 1.5 GiB, under the default messages_max_size_in_bytes.
@@ -217,8 +226,16 @@ def error(seq: int, index: int, *, src: str = "alice") -> bytes:
 
 
 def describe(answer: Any) -> str:
+    """A short outcome: the HTTP status (with the silo answer's kind), or websocket answers."""
     if isinstance(answer, bytes):
-        return status(answer) or repr(answer[:60])
+        line = status(answer) or repr(answer[:60])
+        body = answer.partition(b"\r\n\r\n")[2]
+        if " 200 " in line and body:
+            try:
+                line += " " + decode_frame(body)[0].kind.name
+            except ProtocolError:
+                line += " (malformed answer)"
+        return line
     if isinstance(answer, list):
         counts: dict[str, int] = {}
         for a in answer:
