@@ -31,6 +31,7 @@ from .errors import (
 from .execution import Execution
 from .graph import FedObject, find_objects
 from .inbound import Inbound, PeerState
+from .intake import Admission, Intake
 from .log import party_logger
 from .outbound import Outbound
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
@@ -71,6 +72,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._seq = itertools.count(1)
         self._objects: dict[ObjectId, asyncio.Future[Any]] = {}
         self._owner_of: dict[ObjectId, str] = {}
+        self.intake = Intake.for_limit(party, self.comm.messages_max_size_in_bytes)
         self._asked: set[ObjectId] = set()
         self._pushed: set[tuple[ObjectId, str]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
@@ -308,7 +310,22 @@ class Runtime(Inbound, Outbound, Execution):
         self._check_open()
         seq = next(self._seq)
         release = self._released
-        return [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
+        outputs = [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
+        for orphan in self.intake.issue(outputs):
+            self._forget(orphan)
+        return outputs
+
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        """Whether to keep what a frame from ``src`` carries for ``object_id`` (see
+        :mod:`silo.intake`): values for ids this party will never use are not kept."""
+        return self.intake.admit(src, object_id, nbytes, known=object_id in self._objects)
+
+    def _forget(self, object_id: ObjectId) -> None:
+        """Drop an entry nothing can ask for (a peer pushed an id no call here has)."""
+        fut = self._objects.pop(object_id, None)
+        self._owner_of.pop(object_id, None)
+        if fut is not None and fut.done() and not fut.cancelled():
+            fut.exception()
 
     def _released(self, object_id: ObjectId) -> None:
         """The program dropped its last handle to an object: forget the value once complete.

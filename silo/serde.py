@@ -32,9 +32,10 @@ __all__ = ["AllowList", "SafeUnpickler", "dumps", "loads"]
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def dumps(value: object) -> tuple[bytes, list[memoryview]]:
+def dumps(value: object, *, max_buffers: int | None = None) -> tuple[bytes, list[memoryview]]:
     """Serialise ``value``; returns the pickle stream and the out-of-band buffers, uncopied.
 
+    A value with more than ``max_buffers`` buffers has them all copied into the stream instead.
     Raises :class:`SerializationError` if the value cannot be pickled.
     """
     if type(value) in _PLAIN:
@@ -42,6 +43,9 @@ def dumps(value: object) -> tuple[bytes, list[memoryview]]:
     buffers: list[pickle.PickleBuffer] = []
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        if max_buffers is not None and len(buffers) > max_buffers:
+            buffers = []
+            data = cloudpickle.dumps(value, protocol=5)
     except Exception as exc:
         raise SerializationError(f"cannot serialise {type(value).__name__}: {exc}") from exc
     views: list[memoryview] = []

@@ -59,6 +59,9 @@ CLOSE_GOODBYE = 4000
 CLOSE_ABORT = 4001
 PREFIX = struct.Struct("!I")
 MAX_HEADER = 1 << 20
+#: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
+#: length, so their number is bounded too. A value with more travels with them in its pickle.
+MAX_BUFFERS = 1 << 16
 
 ObjectId = tuple[int, int]
 
@@ -208,9 +211,13 @@ def _check_data_extra(extra: object) -> None:
         and isinstance(extra[0], int)
         and extra[0] >= 0
         and isinstance(extra[1], list)
+        and len(extra[1]) <= MAX_BUFFERS
         and all(isinstance(n, int) and n >= 0 for n in extra[1])
     ):
-        raise ProtocolError(f"malformed data layout: {extra!r:.200}")
+        raise ProtocolError(
+            f"malformed data layout (at most {MAX_BUFFERS} buffers of non-negative length): "
+            f"{extra!r:.200}"
+        )
 
 
 def decode_header(raw: bytes | memoryview) -> Header:
@@ -265,7 +272,7 @@ def decode_frame(frame: bytes | memoryview) -> tuple[Header, memoryview]:
 
 def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: object) -> OutFrame:
     """A DATA frame for ``value``; large buffers stay as uncopied segments."""
-    data, buffers = serde.dumps(value)
+    data, buffers = serde.dumps(value, max_buffers=MAX_BUFFERS)
     header = Header(
         Kind.DATA,
         job,

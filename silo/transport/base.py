@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..errors import SiloError
+from ..intake import Admission
 from ..wire import ErrorInfo, ObjectId
 
 __all__ = [
@@ -37,6 +38,10 @@ INLINE_LIMIT = 4 << 20
 
 class FrameSink(Protocol):
     """The receiving side of the runtime. Every method is synchronous and must not block."""
+
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        """Asked before a value or error of ``nbytes`` for ``object_id`` is decoded and
+        delivered: store it, drop it (it will never be used), or refuse it (REJECT)."""
 
     def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None: ...
 

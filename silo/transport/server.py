@@ -32,6 +32,7 @@ from ..errors import (
     SerializationError,
     TransportError,
 )
+from ..intake import Verdict
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
@@ -55,6 +56,7 @@ from .base import (
     FrameSink,
 )
 from .bulk import receive_body
+from .prefault import PrefaultSlots
 
 __all__ = ["Server"]
 
@@ -91,6 +93,7 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._prefault_slots = PrefaultSlots()
         self._closed = False
 
     async def start(self) -> None:
@@ -168,14 +171,23 @@ class Server:
         )
 
     def _dispatch(
-        self, header: Header, value: object = None, decode_error: SerializationError | None = None
+        self,
+        header: Header,
+        value: object = None,
+        decode_error: SerializationError | None = None,
+        size: int = 0,
     ) -> str | None:
-        """Hand a frame to the runtime. Returns a reason to refuse it, or ``None``."""
+        """Hand a frame of ``size`` bytes to the runtime. Returns a reason to refuse it, or
+        ``None``."""
         if header.job != self._job:
             return self._job_mismatch(header.job)
         if header.src not in self._peers:
             return f"party {header.src!r} is not a peer of job {self._job!r}"
         sink = self._sink
+        if header.kind is Kind.ERROR:
+            verdict, reason = self._admit(header.src, header.object_id, size)
+            if verdict is not Verdict.STORE:
+                return reason
         if header.kind is Kind.DATA:
             if decode_error is not None:
                 sink.deliver_refused(header.src, header.object_id, decode_error)
@@ -197,16 +209,27 @@ class Server:
         )
 
     def _refuse_object(self, src: str, object_id: ObjectId, reason: str) -> None:
-        """The object will not arrive: fail it here too, so nobody waits for it."""
-        self._sink.deliver_refused(
-            src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
-        )
+        """The object will not arrive: fail it here too, so nobody waits for it (unless
+        nothing here will ever ask for it)."""
+        if self._admit(src, object_id, 0)[0] is Verdict.STORE:
+            self._sink.deliver_refused(
+                src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
+            )
+
+    def _admit(self, src: str, object_id: ObjectId, size: int) -> tuple[Verdict, str | None]:
+        """Whether the runtime keeps what a frame carries for ``object_id``: the verdict and,
+        for a refusal, the reason to answer with (a drop is answered ACK)."""
+        admission = self._sink.admit(src, object_id, size)
+        if admission.verdict is Verdict.DROP:
+            self._log.debug("dropped object %s from %s: %s", object_id, src, admission.reason)
+        refusal = admission.reason if admission.verdict is Verdict.REFUSE else None
+        return admission.verdict, refusal
 
     def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
         """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``."""
         header, body = decode_frame(frame)
         if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header)
+            return header.msg_id, self._dispatch(header, size=len(frame))
         return header.msg_id, self._deliver_data(header, body, len(frame))
 
     def _deliver_data(self, header: Header, body: Any, size: int) -> str | None:
@@ -221,6 +244,10 @@ class Server:
             if header.src in self._peers:
                 self._refuse_object(header.src, header.object_id, reason)
             return reason
+        if header.src in self._peers:
+            verdict, refusal = self._admit(header.src, header.object_id, size)
+            if verdict is not Verdict.STORE:
+                return refusal
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
@@ -278,11 +305,16 @@ class Server:
             return web.Response(status=400, text="connection closed")
         try:
             header, parts = await receive_body(
-                transport, request.protocol, request.content.read_nowait(), length
+                transport,
+                request.protocol,
+                request.content.read_nowait(),
+                length,
+                timeout=self._comm.timeout_s,
+                slots=self._prefault_slots,
             )
         except ProtocolError as exc:
             self._log.warning(
-                "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
+                "dropped a data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
         refusal_text = self._deliver_data(header, parts, length)
@@ -295,12 +327,21 @@ class Server:
         if (request.content_length or 0) > _CONTROL_MAX:
             return web.Response(status=413, text="control frame too large")
         try:
-            header, _ = decode_frame(await request.read())
+            body = await asyncio.wait_for(request.read(), self._comm.timeout_s)
+        except asyncio.TimeoutError:
+            text = f"control frame incomplete after {self._comm.timeout_in_ms} ms"
+            self._log.warning(
+                "dropped a control frame from %s: %s", request.headers[HEADER_PARTY], text
+            )
+            return _closing(web.Response(status=408, text=text), request)
+        try:
+            header, _ = decode_frame(body)
             if header.kind is Kind.DATA:
                 raise ProtocolError("data frames do not belong on the control path")
         except ProtocolError as exc:
             return web.Response(status=400, text=str(exc))
-        return web.Response(body=self._answer(header.msg_id, self._dispatch(header)))
+        refusal_text = self._dispatch(header, size=len(body))
+        return web.Response(body=self._answer(header.msg_id, refusal_text))
 
 
 def _object_id(text: str) -> ObjectId | None:
