@@ -429,3 +429,16 @@ async def test_a_frame_never_acknowledged_is_rewritten_then_fails() -> None:
     )
     assert "not acknowledged after 2 attempts" in str(failure)
     assert 1.0 <= elapsed < 1.0 + 3.0
+
+
+@pytest.mark.parametrize("value", [0, -5, "200", 1.5, True])
+def test_heartbeat_interval_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(silo.ConfigError, match=r"heartbeat_interval_ms.*integer >= 1"):
+        silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": value}})
+
+
+def test_heartbeat_interval_defaults_to_one_second() -> None:
+    comm = silo.config.parse_config({}).cross_silo_comm
+    assert comm.heartbeat_interval_ms == 1000 and comm.heartbeat_s == 1.0
+    custom = silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": 250}})
+    assert custom.cross_silo_comm.heartbeat_s == 0.25
