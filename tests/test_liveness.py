@@ -477,3 +477,24 @@ def test_heartbeat_interval_defaults_to_one_second() -> None:
     assert comm.heartbeat_interval_ms == 1000 and comm.heartbeat_s == 1.0
     custom = silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": 250}})
     assert custom.cross_silo_comm.heartbeat_s == 0.25
+
+
+async def test_a_peer_that_does_not_accept_our_identity_fails_our_gets_fast() -> None:
+    a, b, c = (f"127.0.0.1:{port}" for port in free_ports(3))
+    config = {"cross_silo_comm": {"timeout_in_ms": 4000, "heartbeat_interval_ms": 100}}
+
+    async def alice() -> tuple[float, str]:
+        started = time.monotonic()
+        with pytest.raises(PeerUnavailableError) as info:
+            async with silo.init({"alice": a, "bob": b}, "alice", job_name="j", config=config):
+                await silo.get(blob.party("bob").remote(1))
+        return time.monotonic() - started, str(info.value)
+
+    async def bob() -> None:
+        async with silo.init({"bob": b, "carol": c}, "bob", job_name="j", config=config):
+            await asyncio.sleep(2.5)
+
+    (elapsed, message), _ = await asyncio.gather(alice(), bob())
+    assert "bob refused the channel of alice" in message
+    assert "'alice' is not a peer of job 'j'" in message
+    assert elapsed < 4.0
