@@ -229,12 +229,11 @@ def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
     given = _expect_mapping(path, raw)
     defaults = CrossSiloCommConfig()
     _reject_unknown(path, given, set(CrossSiloCommConfig.__dataclass_fields__))
+    timeout_in_ms = _expect_int(
+        f"{path}['timeout_in_ms']", given.get("timeout_in_ms", defaults.timeout_in_ms), minimum=1
+    )
     return CrossSiloCommConfig(
-        timeout_in_ms=_expect_int(
-            f"{path}['timeout_in_ms']",
-            given.get("timeout_in_ms", defaults.timeout_in_ms),
-            minimum=1,
-        ),
+        timeout_in_ms=timeout_in_ms,
         messages_max_size_in_bytes=_expect_int(
             f"{path}['messages_max_size_in_bytes']",
             given.get("messages_max_size_in_bytes", defaults.messages_max_size_in_bytes),
@@ -260,12 +259,24 @@ def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
         ),
         http_header=_parse_http_header(f"{path}['http_header']", given.get("http_header", {})),
         retry_policy=_parse_retry_policy(f"{path}['retry_policy']", given.get("retry_policy", {})),
-        heartbeat_interval_ms=_expect_int(
-            f"{path}['heartbeat_interval_ms']",
-            given.get("heartbeat_interval_ms", defaults.heartbeat_interval_ms),
-            minimum=1,
-        ),
+        heartbeat_interval_ms=_heartbeat_interval(path, given, timeout_in_ms),
     )
+
+
+def _heartbeat_interval(path: str, given: Mapping[str, Any], timeout_in_ms: int) -> int:
+    """``heartbeat_interval_ms``: as given, below ``timeout_in_ms``; when not given, 1000 or a
+    quarter of ``timeout_in_ms`` when that is shorter, so a short timeout never declares a live
+    peer lost between two heartbeats."""
+    key = f"{path}['heartbeat_interval_ms']"
+    if "heartbeat_interval_ms" not in given:
+        return min(CrossSiloCommConfig.heartbeat_interval_ms, max(1, timeout_in_ms // 4))
+    interval = _expect_int(key, given["heartbeat_interval_ms"], minimum=1)
+    if interval >= timeout_in_ms:
+        raise ConfigError(
+            f"{key}: expected an interval below timeout_in_ms ({timeout_in_ms}), got {interval}: "
+            f"a peer would be declared lost between two of its heartbeats"
+        )
+    return interval
 
 
 def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config") -> Config:

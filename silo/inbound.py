@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
-from .errors import PeerUnavailableError, SiloError
+from .errors import FedRemoteError, PeerUnavailableError, SiloError
 from .log import PartyLogger
 from .peers import LinkEvent, LinkState, Peers
 from .shutdown import Reason, ShutdownRequest
@@ -73,7 +73,21 @@ class Inbound:
     def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
         fut = self._store(src, object_id)
         if fut is not None:
-            fut.set_exception(info.to_exception())
+            fut.set_exception(self._as_seen_here(src, info))
+
+    def _as_seen_here(self, src: str, info: ErrorInfo) -> FedRemoteError:
+        """The error an error frame from ``src`` means here.
+
+        Another party may report *this* party lost (it was frozen, or a partition cut it off
+        from a third party, who passed the news on): here the party out of reach is the one
+        that reports it, never this party itself.
+        """
+        error = info.to_exception()
+        if isinstance(error, PeerUnavailableError) and error.src_party == self.party:
+            return PeerUnavailableError(
+                src, f"{src} lost contact with {self.party} ({error.reason})"
+            )
+        return error
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
         self.log.error("object %s from %s refused: %s", object_id, src, error)
@@ -83,7 +97,7 @@ class Inbound:
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None:
         """``src`` stopped on an error: every pending get raises that error; shut down."""
-        error = info.to_exception()
+        error = self._as_seen_here(src, info)
         self.log.error("party %s aborted: %s", src, str(error).splitlines()[0])
         self.fail_pending(error)
         self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")

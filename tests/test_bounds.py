@@ -28,17 +28,27 @@ def elsewhere() -> int:
 
 @pytest.fixture
 async def bob() -> AsyncIterator[tuple[silo.Runtime, str]]:
+    """bob, and a real alice beside him, so that both directions of their link are heard from
+    while the tests pause (timeout_in_ms is short here); the tests then speak for alice on
+    connections of their own."""
     addresses = addresses_for(["alice", "bob"])
     config = {"cross_silo_comm": {"messages_max_size_in_bytes": LIMIT, "timeout_in_ms": 500}}
+    alice = await silo.init(
+        addresses, "alice", job_name="job", config=config, logging_level="error"
+    )
     rt = await silo.init(addresses, "bob", job_name="job", config=config, logging_level="error")
     yield rt, f"http://{addresses['bob']}"
     await rt.shutdown()
+    await alice.shutdown()
 
 
 async def send(ws: aiohttp.ClientWebSocketResponse, frame: bytes) -> Any:
+    """Send ``frame``; return bob's answer to it (his heartbeats on this websocket skipped)."""
     await ws.send_bytes(frame)
-    answer, _ = decode_frame(await ws.receive_bytes(timeout=5))
-    return answer
+    while True:
+        answer, _ = decode_frame(await ws.receive_bytes(timeout=5))
+        if answer.kind is not Kind.HEARTBEAT:
+            return answer
 
 
 async def test_values_ahead_are_bounded_per_peer_and_refused_beyond(
@@ -99,7 +109,7 @@ async def test_an_unclaimed_id_no_call_has_is_forgotten_when_its_call_comes(
         ws = await session.ws_connect(url + WS_PATH)
         for index in (0, 5):
             assert (
-                await send(ws, encode_data("job", "alice", index, (1, index), 7).join())
+                await send(ws, encode_data("job", "alice", index + 1, (1, index), 7).join())
             ).kind is Kind.ACK
         await ws.close()
     assert set(rt.objects()) == {(1, 0), (1, 5)}

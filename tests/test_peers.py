@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+import silo
+from silo.errors import PeerUnavailableError
 from silo.peers import (
     LIVE,
     TERMINAL,
@@ -17,6 +20,9 @@ from silo.peers import (
     Peers,
     next_state,
 )
+from silo.wire import PEER_UNAVAILABLE, ErrorInfo
+
+from multiparty import addresses_for
 
 S, E = LinkState, LinkEvent
 
@@ -195,3 +201,25 @@ def test_the_table_in_the_architecture_docs_is_the_code_table() -> None:
         for event, cell in zip(LinkEvent, row[1:], strict=True):
             expected = "-" if state in TERMINAL else TRANSITIONS[(state, event)].name
             assert cell == expected, (state, event, cell)
+
+
+@silo.remote
+def _from_bob() -> int:
+    return 1
+
+
+async def test_a_report_that_this_party_is_lost_names_the_reporter() -> None:
+    """A partition or a freeze can make another party report *this* party lost; here the party
+    out of reach is the reporter, never this party itself."""
+    rt = await silo.init(addresses_for(["alice", "bob"]), "alice", logging_level="critical")
+    try:
+        obj = _from_bob.party("bob").remote()
+        pending = asyncio.ensure_future(silo.get(obj))
+        await asyncio.sleep(0)
+        rt.deliver_abort("bob", ErrorInfo("alice", PEER_UNAVAILABLE, "alice went silent", None))
+        with pytest.raises(PeerUnavailableError) as caught:
+            await pending
+        assert caught.value.src_party == "bob"
+        assert "bob lost contact with alice (alice went silent)" in str(caught.value)
+    finally:
+        await rt.shutdown()
