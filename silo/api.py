@@ -11,7 +11,14 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
 from . import context
-from .config import Config, TLSConfig, parse_addresses, parse_config, parse_tls_config
+from .config import (
+    Config,
+    TLSConfig,
+    check_job_name,
+    parse_addresses,
+    parse_config,
+    parse_tls_config,
+)
 from .errors import (
     ConfigError,
     FedRemoteError,
@@ -335,9 +342,7 @@ async def _start(
     parsed_addresses = parse_addresses(addresses, party)
     parsed_config = parse_config(config)
     tls = parse_tls_config(tls_config)
-    job = "silo" if job_name is None else job_name
-    if not isinstance(job, str) or not job:
-        raise ConfigError(f"job_name: expected a non-empty string, got {job_name!r}")
+    job = check_job_name("silo" if job_name is None else job_name)
     if sending_failure_handler is not None and not callable(sending_failure_handler):
         raise ConfigError(
             f"sending_failure_handler: expected a callable, got {sending_failure_handler!r}"

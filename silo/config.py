@@ -8,6 +8,7 @@ naming the key path and what was expected. Key names follow RayFed so its users 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "CrossSiloCommConfig",
     "RetryPolicy",
     "TLSConfig",
+    "check_job_name",
     "parse_addresses",
     "parse_config",
     "parse_tls_config",
@@ -79,10 +81,15 @@ class CrossSiloCommConfig:
     serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | None = None
     http_header: Mapping[str, str] = field(default_factory=dict)
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_interval_ms: int = 1000
 
     @property
     def timeout_s(self) -> float:
         return self.timeout_in_ms / 1000.0
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.heartbeat_interval_ms / 1000.0
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,11 @@ def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
         ),
         http_header=_parse_http_header(f"{path}['http_header']", given.get("http_header", {})),
         retry_policy=_parse_retry_policy(f"{path}['retry_policy']", given.get("retry_policy", {})),
+        heartbeat_interval_ms=_expect_int(
+            f"{path}['heartbeat_interval_ms']",
+            given.get("heartbeat_interval_ms", defaults.heartbeat_interval_ms),
+            minimum=1,
+        ),
     )
 
 
@@ -257,6 +269,23 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
             f"{path}['barrier_on_initializing']", given.get("barrier_on_initializing", False)
         ),
     )
+
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def check_job_name(value: object, path: str = "job_name") -> str:
+    """A job name: 1-128 ASCII letters, digits, ``.``, ``_`` or ``-``.
+
+    Raises :class:`ConfigError` naming ``path`` and the value otherwise (an empty name, a space
+    or CRLF that HTTP would strip from the header, ``/``, non-ASCII, too long).
+    """
+    if not isinstance(value, str) or _JOB_NAME.fullmatch(value) is None:
+        raise ConfigError(
+            f"{path}: expected 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"got {_describe(value)}"
+        )
+    return value
 
 
 def parse_address(path: str, raw: object) -> Address:

@@ -24,7 +24,15 @@ from typing import Any
 
 import yaml
 
-from .config import Address, Config, TLSConfig, parse_address, parse_config, parse_tls_config
+from .config import (
+    Address,
+    Config,
+    TLSConfig,
+    check_job_name,
+    parse_address,
+    parse_config,
+    parse_tls_config,
+)
 from .errors import ConfigError
 from .log import LEVELS
 
@@ -38,7 +46,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = {
-    "job_name": "a non-empty string naming the job",
+    "job_name": "1-128 letters, digits, '.', '_' or '-' naming the job",
     "program": "a file path or 'pkg.module:func'",
     "parties": "a mapping of party name to {address: 'host:port'}",
     "party": "the party to run (optional)",
@@ -193,6 +201,12 @@ class _Checker:
             raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
         return value
 
+    def job_name(self, value: object) -> str:
+        try:
+            return check_job_name(value, "job_name")
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
     def path(self, key: str, value: object) -> Path:
         return self.base / Path(self.string(key, value)).expanduser()
 
@@ -253,7 +267,7 @@ def load_federation(file: str | Path) -> Federation:
         raise check.wrap(exc) from None
     return Federation(
         source=source,
-        job_name=check.string("job_name", top["job_name"]),
+        job_name=check.job_name(top["job_name"]),
         program=_parse_program(check, top["program"]),
         parties=MappingProxyType(parties),
         party=party,

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -23,22 +24,22 @@ from .config import Address, Config, TLSConfig
 from .errors import (
     FedRemoteError,
     GetTimeoutError,
-    PeerUnavailableError,
     RuntimeClosedError,
     SendingFailure,
     SiloError,
 )
 from .execution import Execution
 from .graph import FedObject, find_objects
-from .inbound import Inbound, PeerState
+from .inbound import Inbound
 from .log import party_logger
 from .outbound import Outbound
+from .peers import Peers
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .transport import Transport
 from .wire import ObjectId
 from .workers import WorkerPool
 
-__all__ = ["PeerState", "Runtime"]
+__all__ = ["Runtime"]
 
 _tokens = itertools.count(1)
 
@@ -77,8 +78,9 @@ class Runtime(Inbound, Outbound, Execution):
         self._sends: set[asyncio.Task[Any]] = set()
         self._actor_tasks: set[asyncio.Task[Any]] = set()
         self._actors: dict[int, Actor] = {}
-        self._peer_state = dict.fromkeys(self.peers, PeerState.LIVE)
-        self._unavailable: dict[str, PeerUnavailableError] = {}
+        #: The one source of truth for every peer's state, shared with the transport.
+        self.peer_table = Peers(self.peers, timeout_s=self.comm.timeout_s, clock=time.monotonic)
+        self.peer_table.subscribe(self.peer_over)
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -130,6 +132,7 @@ class Runtime(Inbound, Outbound, Execution):
             sink=self,
             comm=self.comm,
             log=self.log,
+            peer_table=self.peer_table,
             tls=self._tls,
             sock=self._sock,
         )
@@ -260,8 +263,9 @@ class Runtime(Inbound, Outbound, Execution):
             fut = self.loop.create_future()
             self._objects[object_id] = fut
             self._owner_of[object_id] = owner
-            if owner in self._unavailable:
-                fut.set_exception(self._unavailable[owner])
+            unavailable = self.unavailable(owner) if owner != self.party else None
+            if unavailable is not None:
+                fut.set_exception(unavailable)
             elif owner != self.party and self._stopped_receiving():
                 fut.set_exception(self.shutdown_error())
         return fut

@@ -46,12 +46,3 @@ class FrameSink(Protocol):
         """This party refused the object (not allowed, too large): it fails here too."""
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None: ...
-
-    def deliver_goodbye(self, src: str) -> None:
-        """The peer shut down cleanly (its websocket closed with ``CLOSE_GOODBYE``)."""
-
-    def peer_lost(self, peer: str, reason: str) -> None:
-        """The peer's process went away without saying goodbye."""
-
-    def peer_silent(self, peer: str, reason: str) -> None:
-        """The peer has not answered once since this party started, for ``timeout_in_ms``."""

@@ -7,6 +7,11 @@ Three routes:
 * ``CONTROL_PATH``: error and abort frames, on a path of their own so they never wait
   behind data.
 
+Anything that arrives from a peer tells the shared :class:`~silo.peers.Peers` it was heard; this
+side of each websocket sends the peer a heartbeat every ``heartbeat_interval_ms``. A frame is
+delivered once per ``(source party, msg_id)``: a replay after a reconnection is acknowledged
+again but not delivered again. A GOODBYE frame marks its sender finished.
+
 Every request names its job and party in headers; a request or frame of another job is refused
 with a message naming both jobs. A body larger than ``messages_max_size_in_bytes`` is refused
 from its announced length, before it is read.
@@ -32,9 +37,11 @@ from ..errors import (
     SerializationError,
     TransportError,
 )
+from ..peers import LinkEvent, Peers
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
+    PROTOCOL_VERSION,
     Header,
     Kind,
     ObjectId,
@@ -60,6 +67,7 @@ __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
+_REFUSAL_GRACE_S = 0.5
 #: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
 _WS_MAX = INLINE_LIMIT + (64 << 10)
 
@@ -77,9 +85,11 @@ class Server:
         sink: FrameSink,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
+        peer_table: Peers,
         ssl_context: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
     ) -> None:
+        self._peer_table = peer_table
         self._party = party
         self._job = job
         self._peers = peers
@@ -92,6 +102,8 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._closed = False
+        self._first_refusal: dict[str, float] = {}
+        self._refusal_grace = min(_REFUSAL_GRACE_S, comm.timeout_s / 8)
 
     async def start(self) -> None:
         """Bind and listen. Raises :class:`AddressInUseError` naming the address if it is taken."""
@@ -153,13 +165,38 @@ class Server:
         """Check the request's protocol, job and party before reading anything else."""
         job = request.headers.get(HEADER_JOB)
         party = request.headers.get(HEADER_PARTY)
-        if request.headers.get(HEADER_PROTOCOL) != "1":
-            return _refusal(400, f"party {self._party!r} speaks silo protocol 1")
+        protocol = request.headers.get(HEADER_PROTOCOL)
+        if protocol != str(PROTOCOL_VERSION):
+            return _refusal(
+                400,
+                f"party {self._party!r} speaks silo protocol {PROTOCOL_VERSION}, not {protocol!r}",
+            )
         if job != self._job:
             return _refusal(409, self._job_mismatch(job))
         if party not in self._peers:
             return _refusal(403, f"party {party!r} is not a peer of job {self._job!r}")
         return None
+
+    def _note_refusal(self, request: web.Request, refusal: web.Response) -> None:
+        """A peer of this job keeps dialing with another job or protocol: the job cannot run.
+
+        Its channel is refused for good once its handshakes have been refused for
+        ``refusal_grace`` (a peer still finishing a previous job on these ports stops sooner).
+        """
+        party = request.headers.get(HEADER_PARTY)
+        if party not in self._peers or refusal.status not in (400, 409):
+            return
+        now = asyncio.get_running_loop().time()
+        first = self._first_refusal.setdefault(party, now)
+        if now - first >= self._refusal_grace:
+            job = request.headers.get(HEADER_JOB)
+            protocol = request.headers.get(HEADER_PROTOCOL)
+            reason = (
+                f"{self._party} refused the channel of {party}: {party} runs job {job!r} "
+                f"(protocol {protocol}), {self._party} runs job {self._job!r} "
+                f"(protocol {PROTOCOL_VERSION})"
+            )
+            self._peer_table.fire(party, LinkEvent.REFUSED, reason)
 
     def _job_mismatch(self, job: str | None) -> str:
         return (
@@ -175,6 +212,8 @@ class Server:
             return self._job_mismatch(header.job)
         if header.src not in self._peers:
             return f"party {header.src!r} is not a peer of job {self._job!r}"
+        if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
+            return None
         sink = self._sink
         if header.kind is Kind.DATA:
             if decode_error is not None:
@@ -185,6 +224,10 @@ class Server:
             sink.deliver_error(header.src, header.object_id, header.error_info())
         elif header.kind is Kind.ABORT:
             sink.deliver_abort(header.src, header.error_info())
+        elif header.kind is Kind.GOODBYE:
+            self._log.debug("%s finished", header.src)
+            reason = f"{header.src} shut down before sending what {self._party} awaits"
+            self._peer_table.fire(header.src, LinkEvent.GOODBYE, reason)
         else:
             return f"unexpected {header.kind.name} frame"
         return None
@@ -203,8 +246,13 @@ class Server:
         )
 
     def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
-        """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``."""
+        """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``.
+
+        A heartbeat returns msg_id 0: it is not answered.
+        """
         header, body = decode_frame(frame)
+        if header.kind is Kind.HEARTBEAT:
+            return 0, None
         if header.kind is not Kind.DATA:
             return header.msg_id, self._dispatch(header)
         return header.msg_id, self._deliver_data(header, body, len(frame))
@@ -236,32 +284,53 @@ class Server:
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)
         if refusal is not None:
+            self._note_refusal(request, refusal)
             return refusal
         ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
         peer = request.headers[HEADER_PARTY]
-        async for msg in ws:
-            if msg.type is not WSMsgType.BINARY:
-                if msg.type is WSMsgType.ERROR:
-                    self._log.warning("websocket from %s failed: %s", peer, ws.exception())
-                continue
-            try:
-                msg_id, refusal_text = self._receive_inline(msg.data)
-            except ProtocolError as exc:
-                self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
-                await ws.close(code=1002, message=str(exc)[:120].encode())
-                break
-            try:
-                await ws.send_bytes(self._answer(msg_id, refusal_text))
-            except ConnectionError:
-                break
+        self._peer_table.heard(peer, outgoing=False)
+        beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.BINARY:
+                    if msg.type is WSMsgType.ERROR:
+                        self._log.warning("websocket from %s failed: %s", peer, ws.exception())
+                    continue
+                self._peer_table.heard(peer, outgoing=False)
+                try:
+                    msg_id, refusal_text = self._receive_inline(msg.data)
+                except ProtocolError as exc:
+                    self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
+                    await ws.close(code=1002, message=str(exc)[:120].encode())
+                    break
+                if msg_id == 0:
+                    continue
+                try:
+                    await ws.send_bytes(self._answer(msg_id, refusal_text))
+                except ConnectionError:
+                    break
+        finally:
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
         return ws
+
+    async def _heartbeats(self, ws: web.WebSocketResponse) -> None:
+        """This side's heartbeat on a peer's websocket, every ``heartbeat_interval_ms``."""
+        beat = encode_control(Kind.HEARTBEAT, self._job, self._party).head
+        while not ws.closed:
+            try:
+                await ws.send_bytes(beat)
+            except (ConnectionError, RuntimeError):
+                return
+            await asyncio.sleep(self._comm.heartbeat_s)
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)
         if refusal is not None:
             return refusal
+        self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
         length = request.content_length
         limit = self._comm.messages_max_size_in_bytes
         if length is None:
@@ -292,6 +361,7 @@ class Server:
         refusal = self._refuse(request)
         if refusal is not None:
             return refusal
+        self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
         if (request.content_length or 0) > _CONTROL_MAX:
             return web.Response(status=413, text="control frame too large")
         try:
