@@ -11,6 +11,7 @@ compare when each party's pending get ended with when the fault was injected.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from faultproxy import FaultProxy
 from multiparty import PROGRAMS, addresses_for
 
 PROGRAM = PROGRAMS / "faults.py"
+_runs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,10 @@ class Federation:
         self.proxy = FaultProxy(
             {f"{a}->{b}": self.real[b] for a in parties for b in parties if a != b}
         )
-        self.env = {"PARTIES": ",".join(parties), **(env or {})}
+        # A job name of its own: a process of another test that took a port meanwhile (ports are
+        # picked free, then bound by the parties) refuses the job instead of answering for it.
+        job = f"faults-{os.getpid()}-{next(_runs)}"
+        self.env = {"PARTIES": ",".join(parties), "JOB": job, **(env or {})}
         self.party_env = party_env or {}
         self.running: dict[str, Party] = {}
 
