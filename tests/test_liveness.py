@@ -1,0 +1,302 @@
+"""No wait without a deadline: frozen, killed, late, absent, refusing peers; broken links.
+
+Every party is a separate OS process on 127.0.0.1 (tests/programs/liveness.py), with
+``timeout_in_ms`` 2000 and ``heartbeat_interval_ms`` 200 unless a test says otherwise. Links are
+broken through tests/faultproxy.py where a test needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import silo
+from silo.errors import PeerUnavailableError
+from silo.wire import ErrorInfo, Kind, decode_frame, encode_control
+
+from _cli_support import make_tls_files, write_federation
+from faultproxy import FaultProxy
+from multiparty import PartyRun, addresses_for, collect
+
+PROGRAM = Path(__file__).parent / "programs" / "liveness.py"
+TIMEOUT_S = 2.0
+HEARTBEAT_S = 0.2
+#: Scheduling slack on a loaded 2-core machine.
+MARGIN_S = 1.5
+
+
+def start(
+    scenario: str, party: str, addresses: dict[str, str], **env: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(PROGRAM), scenario, party],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "SILO_TEST_ADDRESSES": json.dumps(addresses),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
+    )
+
+
+def run(
+    scenario: str,
+    addresses: dict[str, dict[str, str]],
+    *,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    party_env: dict[str, dict[str, str]] | None = None,
+    delays: dict[str, float] | None = None,
+) -> dict[str, PartyRun]:
+    """Run ``scenario``, each party with its own view of the addresses (``addresses[party]``)."""
+    started = time.monotonic()
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for party in sorted(addresses, key=lambda p: (delays or {}).get(p, 0.0)):
+            wait = started + (delays or {}).get(party, 0.0) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            extra = {**(env or {}), **(party_env or {}).get(party, {})}
+            procs[party] = start(scenario, party, addresses[party], **extra)
+        return {p: collect(proc, p, started, timeout) for p, proc in procs.items()}
+    finally:
+        stop_all(procs)
+
+
+def same_view(parties: list[str]) -> dict[str, dict[str, str]]:
+    addresses = addresses_for(parties)
+    return {p: addresses for p in parties}
+
+
+def stop_all(procs: dict[str, subprocess.Popen[str]]) -> None:
+    """Kill what still runs and close every pipe (a stopped process is killed too)."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def wait_line(proc: subprocess.Popen[str], text: str) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == text:
+            return
+    raise AssertionError(f"the process ended before printing {text!r}")
+
+
+# ---------------------------------------------------------------------- a peer that goes away
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL])
+def test_a_frozen_or_killed_peer_fails_every_party_in_bound(sig: signal.Signals) -> None:
+    parties = ["alice", "bob", "carol"]
+    addresses = addresses_for(parties)
+    started = time.monotonic()
+    procs = {p: start("frozen", p, addresses) for p in parties}
+    try:
+        wait_line(procs["carol"], "READY")
+        for p in ("alice", "bob"):
+            wait_line(procs[p], "WAITING")
+        stopped_at = time.time()
+        procs["carol"].send_signal(sig)
+        runs = {p: collect(procs[p], p, started, 30) for p in ("alice", "bob")}
+    finally:
+        stop_all(procs)
+    for party, party_run in runs.items():
+        err = party_run.result
+        assert err["type"] == "PeerUnavailableError", str(party_run)
+        assert err["src"] == "carol" and "carol" in err["str"]
+        after = err["at"] - stopped_at
+        assert TIMEOUT_S - HEARTBEAT_S - 0.1 <= after <= TIMEOUT_S + HEARTBEAT_S + MARGIN_S, (
+            party,
+            after,
+        )
+        assert party_run.returncode == 1, str(party_run)
+
+
+def test_a_late_peer_within_the_timeout_is_fine() -> None:
+    runs = run("late", same_view(["alice", "bob"]), env={"TIMEOUT_MS": "5000"}, delays={"bob": 2.5})
+    for party_run in runs.values():
+        assert party_run.returncode == 0 and party_run.result == 5, str(party_run)
+
+
+def test_a_peer_that_never_starts_fails_the_wait_in_bound_after_a_push() -> None:
+    addresses = addresses_for(["alice", "bob"])
+    runs = run("lonely", {"alice": addresses})
+    alice = runs["alice"]
+    err = alice.result
+    assert err["type"] == "PeerUnavailableError" and err["src"] == "bob", str(alice)
+    assert "bob did not answer within 2000 ms" in err["str"]
+    assert TIMEOUT_S - 0.1 <= err["waited"] <= TIMEOUT_S + HEARTBEAT_S + MARGIN_S
+    assert any("could not send object" in f for f in err["failures"])
+    assert alice.returncode == 1
+
+
+# ---------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("party_env", "names"),
+    [
+        ({"alice": {"JOB": "job-a"}, "bob": {"JOB": "job-b"}}, ["'job-a'", "'job-b'"]),
+        ({"bob": {"PROTOCOL": "2"}}, ["protocol 1", "protocol 2"]),
+    ],
+    ids=["job", "protocol"],
+)
+def test_a_refused_channel_fails_both_parties_fast(
+    party_env: dict[str, dict[str, str]], names: list[str]
+) -> None:
+    runs = run(
+        "mismatch", same_view(["alice", "bob"]), env={"TIMEOUT_MS": "20000"}, party_env=party_env
+    )
+    for party_run in runs.values():
+        err = party_run.result
+        assert err["type"] == "PeerUnavailableError", str(party_run)
+        assert "refused the channel" in err["str"]
+        for name in names:
+            assert name in err["str"], (name, str(party_run))
+        assert err["waited"] < 8, str(party_run)
+        assert party_run.returncode == 1, str(party_run)
+
+
+@pytest.mark.parametrize("name", ["", "job ", "job\r\n", "a/b", "jöb", "x" * 129, 7, "tab\tjob"])
+async def test_bad_job_names_are_a_config_error_naming_the_value(name: object) -> None:
+    addresses = addresses_for(["alice", "bob"])
+    with pytest.raises(silo.ConfigError, match="job_name") as info:
+        await silo.init(addresses, "alice", job_name=name)  # type: ignore[arg-type]
+    assert repr(name) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["a", "job-1.2_x", "x" * 128])
+def test_good_job_names_pass(name: str) -> None:
+    assert silo.config.check_job_name(name) == name
+
+
+def test_the_federation_file_checks_the_job_name_the_same_way(tmp_path: Path) -> None:
+    from silo.federation import load_federation
+
+    path = write_federation(tmp_path, PROGRAM, ["alice", "bob"])
+    path.write_text(path.read_text().replace("job_name: test", "job_name: 'test '"))
+    with pytest.raises(silo.ConfigError, match=r"job_name: .*'test '"):
+        load_federation(path)
+
+
+# ---------------------------------------------------------------------- broken links
+
+
+def proxied(parties: list[str]) -> tuple[FaultProxy, dict[str, dict[str, str]]]:
+    """Each party reaches every peer through its own proxy route ``"a->b"``."""
+    real = addresses_for(parties)
+    proxy = FaultProxy({f"{a}->{b}": real[b] for a in parties for b in parties if a != b})
+    views = {
+        a: {b: real[b] if a == b else proxy.address(f"{a}->{b}") for b in parties} for a in parties
+    }
+    return proxy, views
+
+
+def test_resets_and_a_short_refusal_mid_job_are_retried_and_delivered_once() -> None:
+    proxy, views = proxied(["alice", "bob"])
+    with proxy:
+        started = time.monotonic()
+        procs = {p: start("chatter", p, views[p], TIMEOUT_MS="3000") for p in views}
+        try:
+            wait_line(procs["alice"], "STARTED")
+            time.sleep(0.5)
+            proxy.reset()
+            time.sleep(0.4)
+            proxy.reset()
+            time.sleep(0.4)
+            proxy.refuse(0.5)
+            runs = {p: collect(proc, p, started, 60) for p, proc in procs.items()}
+        finally:
+            stop_all(procs)
+        resets = sum(proxy.stats(r).resets for r in proxy.routes)
+    assert resets >= 4
+    expected = sum(i + 1 + 1000 for i in range(200))
+    for party_run in runs.values():
+        assert party_run.returncode == 0, str(party_run)
+        assert party_run.result["total"] == expected
+        assert party_run.result["duplicates"] == 0
+    assert "reconnecting" in runs["alice"].stderr + runs["bob"].stderr
+
+
+def test_a_blackholed_link_fails_both_parties_in_bound() -> None:
+    proxy, views = proxied(["alice", "bob", "carol"])
+    with proxy:
+        started = time.monotonic()
+        procs = {p: start("frozen", p, views[p]) for p in views}
+        try:
+            wait_line(procs["carol"], "READY")
+            for p in ("alice", "bob"):
+                wait_line(procs[p], "WAITING")
+            cut_at = time.time()
+            proxy.blackhole("alice->carol", "carol->alice", "bob->carol", "carol->bob")
+            runs = {p: collect(procs[p], p, started, 30) for p in ("alice", "bob")}
+        finally:
+            stop_all(procs)
+    for party, party_run in runs.items():
+        err = party_run.result
+        assert err["type"] == "PeerUnavailableError" and err["src"] == "carol", str(party_run)
+        assert err["at"] - cut_at <= TIMEOUT_S + HEARTBEAT_S + MARGIN_S, party
+        assert party_run.returncode == 1
+
+
+def test_a_large_frame_on_a_slow_working_link_is_not_failed() -> None:
+    """24 MiB at 4 MiB/s takes about 6 s, three times ``timeout_in_ms``: bytes keep moving."""
+    proxy, views = proxied(["alice", "bob"])
+    with proxy:
+        proxy.throttle(4 * 1024 * 1024, "alice->bob")
+        runs = run("bulk", views, env={"MIB": "24"}, timeout=90)
+    for party_run in runs.values():
+        assert party_run.returncode == 0, str(party_run)
+        assert party_run.result["same"] is True
+    assert runs["bob"].result["elapsed"] > 3 * TIMEOUT_S
+
+
+# ---------------------------------------------------------------------- clean goodbye
+
+
+def test_one_party_finishing_early_under_tls_aborts_nobody(tmp_path: Path) -> None:
+    parties = ["alice", "bob", "carol"]
+    make_tls_files(tmp_path, parties)
+    for attempt in range(6):
+        runs = run("early", same_view(parties), env={"TLS_DIR": str(tmp_path)}, timeout=60)
+        for party_run in runs.values():
+            assert party_run.returncode == 0, (attempt, str(party_run))
+            assert "abort" not in party_run.stderr.lower(), (attempt, str(party_run))
+        assert runs["carol"].result == [5]
+        assert runs["alice"].result == runs["bob"].result == [5, *(i + 2 for i in range(8))]
+
+
+# ---------------------------------------------------------------------- frames
+
+
+def test_a_lost_peer_crosses_an_abort_as_itself() -> None:
+    lost = PeerUnavailableError("carol", "carol was not heard from for 2000 ms")
+    info = ErrorInfo.from_exception(lost, party="bob", expose=False)
+    frame = encode_control(Kind.ABORT, "job", "bob", 4, extra=info.to_wire())
+    header, _ = decode_frame(frame.join())
+    rebuilt = header.error_info().to_exception()
+    assert isinstance(rebuilt, PeerUnavailableError)
+    assert rebuilt.src_party == "carol" and rebuilt.reason == lost.reason
+
+
+def test_heartbeats_and_goodbyes_round_trip() -> None:
+    for kind, extra in ((Kind.HEARTBEAT, None), (Kind.HEARTBEAT, {"running": "train"})):
+        header, _ = decode_frame(encode_control(kind, "job", "bob", extra=extra).join())
+        assert header.kind is kind and header.extra == extra
+    header, _ = decode_frame(encode_control(Kind.GOODBYE, "job", "bob", 9).join())
+    assert header.kind is Kind.GOODBYE and header.msg_id == 9
