@@ -269,6 +269,8 @@ class FaultProxy:
         try:
             self._call(self._open(targets))
         except BaseException:
+            self._call(self._shutdown())
+            self._closed = True
             self._stop_loop()
             raise
 
