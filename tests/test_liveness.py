@@ -7,6 +7,7 @@ broken through tests/faultproxy.py where a test needs it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,16 +15,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 import silo
 from silo.errors import PeerUnavailableError
+from silo.transport.base import DATA_PATH, WS_PATH
 from silo.wire import ErrorInfo, Kind, decode_frame, encode_control
 
 from _cli_support import make_tls_files, write_federation
 from faultproxy import FaultProxy
-from multiparty import PartyRun, addresses_for, collect
+from multiparty import PartyRun, addresses_for, collect, free_ports
 
 PROGRAM = Path(__file__).parent / "programs" / "liveness.py"
 TIMEOUT_S = 2.0
@@ -300,3 +305,140 @@ def test_heartbeats_and_goodbyes_round_trip() -> None:
         assert header.kind is kind and header.extra == extra
     header, _ = decode_frame(encode_control(Kind.GOODBYE, "job", "bob", 9).join())
     assert header.kind is Kind.GOODBYE and header.msg_id == 9
+
+
+# ---------------------------------------------------------------------- deadlines, in-process
+
+
+class HalfDeafPeer:
+    """A fake peer that stays alive (heartbeats both ways) but swallows frames.
+
+    Its listener answers heartbeats with heartbeats and never acknowledges a websocket frame;
+    a large DATA request's body is read for ``read_first`` bytes and then no more.
+    """
+
+    def __init__(self, port: int, target: str, job: str) -> None:
+        self.address = f"127.0.0.1:{port}"
+        self._port = port
+        self._target = target
+        self._job = job
+        self.frames: list[Kind] = []
+        self.body_started = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> HalfDeafPeer:
+        app = web.Application()
+        app.router.add_get(WS_PATH, self._ws)
+        app.router.add_post(DATA_PATH, self._data)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.2)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self._port).start()
+        self._session = aiohttp.ClientSession(
+            headers={"X-Silo-Job": self._job, "X-Silo-Party": "deaf", "X-Silo-Protocol": "1"}
+        )
+        task = asyncio.ensure_future(self._dial())
+        self._tasks.add(task)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session.close()
+        await self._runner.cleanup()
+
+    def _beat(self) -> bytes:
+        return encode_control(Kind.HEARTBEAT, self._job, "deaf").join()
+
+    async def _beats(self, send: Any) -> None:
+        while True:
+            await send(self._beat())
+            await asyncio.sleep(0.05)
+
+    async def _dial(self) -> None:
+        while True:
+            try:
+                ws = await self._session.ws_connect(f"http://{self._target}{WS_PATH}")
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.02)
+                continue
+            beats = asyncio.ensure_future(self._beats(ws.send_bytes))
+            try:
+                async for _ in ws:
+                    pass
+            finally:
+                beats.cancel()
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        beats = asyncio.ensure_future(self._beats(ws.send_bytes))
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.BINARY:
+                    self.frames.append(decode_frame(msg.data)[0].kind)
+        finally:
+            beats.cancel()
+        return ws
+
+    async def _data(self, request: web.Request) -> web.Response:
+        await request.content.readexactly(1 << 20)
+        self.body_started.set()
+        await asyncio.sleep(3600)
+        return web.Response()
+
+
+@silo.remote
+def blob(n: int) -> bytes:
+    return b"x" * n
+
+
+async def _one_failure(size: int, comm: dict[str, Any]) -> tuple[silo.SendingFailure, float]:
+    alice_port, deaf_port = free_ports(2)
+    failures: list[silo.SendingFailure] = []
+    failed = asyncio.Event()
+
+    def handler(failure: silo.SendingFailure) -> None:
+        failures.append(failure)
+        failed.set()
+
+    addresses = {"a": f"127.0.0.1:{alice_port}", "deaf": f"127.0.0.1:{deaf_port}"}
+    async with HalfDeafPeer(deaf_port, addresses["a"], "silo"):
+        started = time.monotonic()
+        async with silo.init(
+            addresses,
+            "a",
+            config={"cross_silo_comm": {"heartbeat_interval_ms": 100, **comm}},
+            sending_failure_handler=handler,
+        ):
+            blob.party("deaf").remote(blob.party("a").remote(size))
+            await asyncio.wait_for(failed.wait(), 20)
+            elapsed = time.monotonic() - started
+    return failures[0], elapsed
+
+
+async def test_a_body_that_stops_moving_fails_after_timeout_in_ms_of_no_progress() -> None:
+    failure, elapsed = await _one_failure(48 << 20, {"timeout_in_ms": 800})
+    assert "no progress for 800 ms" in str(failure) and failure.object_id == (1, 0)
+    assert 0.8 <= elapsed < 0.8 + 3.0
+
+
+async def test_a_frame_never_acknowledged_is_rewritten_then_fails() -> None:
+    failure, elapsed = await _one_failure(
+        100, {"timeout_in_ms": 500, "retry_policy": {"max_attempts": 2}}
+    )
+    assert "not acknowledged after 2 attempts" in str(failure)
+    assert 1.0 <= elapsed < 1.0 + 3.0
+
+
+@pytest.mark.parametrize("value", [0, -5, "200", 1.5, True])
+def test_heartbeat_interval_must_be_a_positive_integer(value: object) -> None:
+    with pytest.raises(silo.ConfigError, match=r"heartbeat_interval_ms.*integer >= 1"):
+        silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": value}})
+
+
+def test_heartbeat_interval_defaults_to_one_second() -> None:
+    comm = silo.config.parse_config({}).cross_silo_comm
+    assert comm.heartbeat_interval_ms == 1000 and comm.heartbeat_s == 1.0
+    custom = silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": 250}})
+    assert custom.cross_silo_comm.heartbeat_s == 0.25

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from silo.peers import (
@@ -175,3 +177,21 @@ def test_peers_dedupe_survives_reconnection() -> None:
     peers.fire("bob", E.CONNECTED)
     assert not peers.accept("bob", 1)
     assert peers.accept("carol", 1)
+
+
+def test_the_table_in_the_architecture_docs_is_the_code_table() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- link-state-table", 1)[1].split("\n\n", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in block.splitlines()[1:]
+        if line.startswith("|")
+    ]
+    header, body = rows[0], rows[2:]
+    assert header == ["state", *(e.name for e in LinkEvent)]
+    assert [row[0] for row in body] == [s.name for s in LinkState]
+    for row in body:
+        state = LinkState[row[0]]
+        for event, cell in zip(LinkEvent, row[1:], strict=True):
+            expected = "-" if state in TERMINAL else TRANSITIONS[(state, event)].name
+            assert cell == expected, (state, event, cell)

@@ -234,6 +234,7 @@ class PeerLink:
         """Write ``pending`` on ``ws``; a broken socket is left to the reader to notice."""
         if pending.attempts >= self._comm.retry_policy.max_attempts:
             why = f"not acknowledged after {pending.attempts} attempts"
+            self._pending.pop(pending.frame.header.msg_id, None)
             self._settle(pending, self._failure(why, pending.object_id))
             return
         loop = asyncio.get_running_loop()

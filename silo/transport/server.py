@@ -143,8 +143,8 @@ class Server:
     async def aclose(self, *, goodbye: bool = True) -> None:
         """Close every peer's websocket, then the listener. Idempotent.
 
-        With ``goodbye``, the websockets close with ``CLOSE_GOODBYE``: this party finished
-        cleanly and its peers must not take the closing for a loss.
+        The close code (``CLOSE_GOODBYE`` with ``goodbye``, else ``CLOSE_ABORT``) is informative
+        only: peers learn of a clean end from the GOODBYE frame sent before.
         """
         if self._closed:
             return
