@@ -350,3 +350,22 @@ def test_tls_party_leaves_early(request: pytest.FixtureRequest, tmp_path: Path) 
         record(f"{request.node.name}[{attempt}]", outcomes, dict.fromkeys(THREE, started))
         for party in THREE:
             assert_completed(outcomes, party, THREE, 12, leaver)
+
+
+def test_handshake_never_completes(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Under TLS, every link is blackholed from the start: TCP connects, the TLS handshake never
+    completes. Each party names the other, after timeout_in_ms, within the bound."""
+    make_tls_files(tmp_path, TWO)
+    with Federation(TWO, env=settings(TLS_DIR=tmp_path, ROUNDS=ENDLESS)) as fed:
+        fed.proxy.blackhole()
+        started = time.monotonic()
+        fed.start_all()
+        outcomes = fed.finish(started + START_S + BOUND_S)
+        dropped = sum(fed.proxy.stats(r).dropped for r in fed.proxy.routes)
+    ready = {p: outcomes[p].stamp("READY") for p in TWO}
+    assert None not in ready.values(), everyone(outcomes)
+    since = {p: t for p, t in ready.items() if t is not None}
+    record(request.node.name, outcomes, since)
+    assert dropped > 0
+    for party, peer in (("alice", "bob"), ("bob", "alice")):
+        assert_failed(outcomes, party, since[party], names={peer}, earliest=EARLIEST_S)
