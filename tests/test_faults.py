@@ -276,7 +276,8 @@ def test_throttled_large_value(request: pytest.FixtureRequest) -> None:
         started = time.monotonic()
         fed.start_all()
         outcomes = fed.finish(started + START_S + nbytes / rate * 2)
-        carried = sum(fed.proxy.stats(r).to_target for r in fed.proxy.routes)
+        stats = [fed.proxy.stats(r) for r in fed.proxy.routes]
+        carried = sum(s.to_target + s.to_client for s in stats)
     record(request.node.name, outcomes, dict.fromkeys(TWO, started))
     for party in TWO:
         out = outcomes[party]
