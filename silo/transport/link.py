@@ -31,8 +31,7 @@ import contextlib
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -45,24 +44,19 @@ from .base import (
     CONTROL_PATH,
     DATA_PATH,
     HEADER_JOB,
-    HEADER_OBJECT,
     HEADER_PARTY,
     HEADER_PROTOCOL,
     HEADER_REFUSAL,
     INLINE_LIMIT,
     WS_PATH,
 )
+from .upload import Broken, Stalled, post_frame
 
 __all__ = ["PeerLink"]
 
-_STREAM_CHUNK = 1 << 20
 _REFUSAL_GRACE_S = 2.0
 _CONNECT_BACKOFF_S = 0.005
 _REFUSED_STATUSES = frozenset({400, 403, 409, 411, 413})
-
-
-class _Retry(Exception):
-    """A request failed in a way a new attempt may cure."""
 
 
 @dataclass(eq=False)
@@ -75,7 +69,7 @@ class _Pending:
     #: The connection it was last written on (-1: not yet), and when.
     generation: int = -1
     written_at: float = 0.0
-    object_id: tuple[int, int] | None = field(default=None)
+    object_id: tuple[int, int] | None = None
 
 
 class PeerLink:
@@ -271,7 +265,7 @@ class PeerLink:
             try:
                 await self._post_once(path, frame, object_id)
                 return
-            except _Retry as exc:
+            except Broken as exc:
                 if self._over.is_set():
                     raise self._over_failure(object_id) from exc
                 if attempt >= policy.max_attempts:
@@ -293,61 +287,27 @@ class PeerLink:
     async def _post_once(
         self, path: str, frame: OutFrame, object_id: tuple[int, int] | None
     ) -> None:
-        """One request; ``timeout_in_ms`` bounds each stretch without progress, not the total."""
-        loop = asyncio.get_running_loop()
-        progress = [loop.time()]
-        task = loop.create_task(self._request(path, frame, object_id, progress))
-        timeout = self._comm.timeout_s
-        try:
-            while True:
-                left = progress[0] + timeout - loop.time()
-                done, _ = await asyncio.wait({task}, timeout=max(left, 0.0))
-                if done:
-                    return task.result()
-                if loop.time() - progress[0] >= timeout:
-                    raise self._failure(
-                        f"no progress for {self._comm.timeout_in_ms} ms "
-                        f"(the body stopped moving or no answer came)",
-                        object_id,
-                    )
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-    async def _request(
-        self,
-        path: str,
-        frame: OutFrame,
-        object_id: tuple[int, int] | None,
-        progress: list[float],
-    ) -> None:
+        """One request; raises :class:`Broken` for a retry, :class:`SendingFailure` for good."""
         assert self._session is not None
-        data: bytes | AsyncIterator[bytes | memoryview]
-        data = frame.join() if frame.nbytes <= INLINE_LIMIT else _stream(frame, progress)
         try:
-            async with self._session.post(
-                self._base + path,
-                data=data,
-                headers={
-                    "Content-Length": str(frame.nbytes),
-                    HEADER_OBJECT: f"{frame.header.seq},{frame.header.index}",
-                    "Content-Type": "application/octet-stream",
-                },
-            ) as resp:
-                body = await resp.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _Retry(repr(exc)) from exc
+            status, body = await post_frame(
+                self._session, self._base + path, frame, self._comm.timeout_s
+            )
+        except Stalled:
+            raise self._failure(
+                f"no progress for {self._comm.timeout_in_ms} ms "
+                f"(the body stopped moving or no answer came)",
+                object_id,
+            ) from None
         self._peers.heard(self.peer, outgoing=True)
-        if resp.status in _REFUSED_STATUSES:
-            text = body.decode("utf-8", "replace")
-            raise self._failure(text, object_id, rejected=True)
-        if resp.status != 200:
-            raise _Retry(f"HTTP {resp.status} from {self.peer!r}")
+        if status in _REFUSED_STATUSES:
+            raise self._failure(body.decode("utf-8", "replace"), object_id, rejected=True)
+        if status != 200:
+            raise Broken(f"HTTP {status} from {self.peer!r}")
         try:
             header, _ = decode_frame(body)
         except ProtocolError as exc:
-            raise _Retry(f"malformed answer from {self.peer!r}: {exc}") from exc
+            raise Broken(f"malformed answer from {self.peer!r}: {exc}") from exc
         if header.kind is Kind.REJECT:
             raise self._failure(str(header.extra), object_id, rejected=True)
 
@@ -499,18 +459,3 @@ def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:
     same network costs little), then back off to ``max_backoff_ms``."""
     delay: float = _CONNECT_BACKOFF_S * 2.0 ** max(0, attempt - 1)
     return min(delay, max(max_backoff_ms / 1000, _CONNECT_BACKOFF_S))
-
-
-async def _stream(frame: OutFrame, progress: list[float]) -> AsyncIterator[bytes | memoryview]:
-    """The frame's parts in slices, so the socket buffer never holds a whole large buffer.
-
-    aiohttp asks for the next slice once the previous one is written: that moment is progress.
-    """
-    loop = asyncio.get_running_loop()
-    yield frame.head
-    for segment in frame.segments:
-        view = memoryview(segment).cast("B")
-        for start in range(0, len(view), _STREAM_CHUNK):
-            progress[0] = loop.time()
-            yield view[start : start + _STREAM_CHUNK]
-    progress[0] = loop.time()
