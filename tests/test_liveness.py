@@ -42,6 +42,7 @@ def start(
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(PROGRAM), scenario, party],
+        stdin=subprocess.PIPE if env.get("WAIT_GO") == "1" else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,11 +64,18 @@ def run(
     party_env: dict[str, dict[str, str]] | None = None,
     delays: dict[str, float] | None = None,
 ) -> dict[str, PartyRun]:
-    """Run ``scenario``, each party with its own view of the addresses (``addresses[party]``)."""
+    """Run ``scenario``, each party with its own view of the addresses (``addresses[party]``).
+
+    Without ``delays`` the parties start together (see :func:`start_together`).
+    """
     started = time.monotonic()
     procs: dict[str, subprocess.Popen[str]] = {}
     try:
+        if delays is None:
+            procs = start_together(scenario, addresses, party_env, **(env or {}))
         for party in sorted(addresses, key=lambda p: (delays or {}).get(p, 0.0)):
+            if party in procs:
+                continue
             wait = started + (delays or {}).get(party, 0.0) - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
@@ -89,17 +97,42 @@ def stop_all(procs: dict[str, subprocess.Popen[str]]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
                 pipe.close()
 
 
 def wait_line(proc: subprocess.Popen[str], text: str) -> None:
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
         if line.strip() == text:
             return
-    raise AssertionError(f"the process ended before printing {text!r}")
+    proc.wait()
+    raise AssertionError(f"the process ended before printing {text!r}:\n{proc.stderr.read()}")
+
+
+def start_together(
+    scenario: str,
+    views: dict[str, dict[str, str]],
+    party_env: dict[str, dict[str, str]] | None = None,
+    **env: str,
+) -> dict[str, subprocess.Popen[str]]:
+    """Start one process per party and let them call ``init`` only once all have imported."""
+    procs = {
+        p: start(scenario, p, views[p], **{**env, "WAIT_GO": "1", **(party_env or {}).get(p, {})})
+        for p in views
+    }
+    try:
+        for proc in procs.values():
+            wait_line(proc, "IMPORTED")
+        for proc in procs.values():
+            assert proc.stdin is not None
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+    except BaseException:
+        stop_all(procs)
+        raise
+    return procs
 
 
 # ---------------------------------------------------------------------- a peer that goes away
@@ -110,7 +143,7 @@ def test_a_frozen_or_killed_peer_fails_every_party_in_bound(sig: signal.Signals)
     parties = ["alice", "bob", "carol"]
     addresses = addresses_for(parties)
     started = time.monotonic()
-    procs = {p: start("frozen", p, addresses) for p in parties}
+    procs = start_together("frozen", {p: addresses for p in parties})
     try:
         wait_line(procs["carol"], "READY")
         for p in ("alice", "bob"):
@@ -133,7 +166,9 @@ def test_a_frozen_or_killed_peer_fails_every_party_in_bound(sig: signal.Signals)
 
 
 def test_a_late_peer_within_the_timeout_is_fine() -> None:
-    runs = run("late", same_view(["alice", "bob"]), env={"TIMEOUT_MS": "5000"}, delays={"bob": 2.5})
+    runs = run(
+        "late", same_view(["alice", "bob"]), env={"TIMEOUT_MS": "12000"}, delays={"bob": 4.0}
+    )
     for party_run in runs.values():
         assert party_run.returncode == 0 and party_run.result == 5, str(party_run)
 
@@ -216,7 +251,7 @@ def test_resets_and_a_short_refusal_mid_job_are_retried_and_delivered_once() -> 
     proxy, views = proxied(["alice", "bob"])
     with proxy:
         started = time.monotonic()
-        procs = {p: start("chatter", p, views[p], TIMEOUT_MS="3000") for p in views}
+        procs = start_together("chatter", views, TIMEOUT_MS="3000")
         try:
             wait_line(procs["alice"], "STARTED")
             time.sleep(0.5)
@@ -242,7 +277,7 @@ def test_a_blackholed_link_fails_both_parties_in_bound() -> None:
     proxy, views = proxied(["alice", "bob", "carol"])
     with proxy:
         started = time.monotonic()
-        procs = {p: start("frozen", p, views[p]) for p in views}
+        procs = start_together("frozen", views)
         try:
             wait_line(procs["carol"], "READY")
             for p in ("alice", "bob"):
@@ -442,3 +477,24 @@ def test_heartbeat_interval_defaults_to_one_second() -> None:
     assert comm.heartbeat_interval_ms == 1000 and comm.heartbeat_s == 1.0
     custom = silo.config.parse_config({"cross_silo_comm": {"heartbeat_interval_ms": 250}})
     assert custom.cross_silo_comm.heartbeat_s == 0.25
+
+
+async def test_a_peer_that_does_not_accept_our_identity_fails_our_gets_fast() -> None:
+    a, b, c = (f"127.0.0.1:{port}" for port in free_ports(3))
+    config = {"cross_silo_comm": {"timeout_in_ms": 4000, "heartbeat_interval_ms": 100}}
+
+    async def alice() -> tuple[float, str]:
+        started = time.monotonic()
+        with pytest.raises(PeerUnavailableError) as info:
+            async with silo.init({"alice": a, "bob": b}, "alice", job_name="j", config=config):
+                await silo.get(blob.party("bob").remote(1))
+        return time.monotonic() - started, str(info.value)
+
+    async def bob() -> None:
+        async with silo.init({"bob": b, "carol": c}, "bob", job_name="j", config=config):
+            await asyncio.sleep(2.5)
+
+    (elapsed, message), _ = await asyncio.gather(alice(), bob())
+    assert "bob refused the channel of alice" in message
+    assert "'alice' is not a peer of job 'j'" in message
+    assert elapsed < 4.0

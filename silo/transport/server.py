@@ -24,6 +24,7 @@ import errno
 import logging
 import socket
 import ssl
+import time
 import weakref
 from typing import Any
 
@@ -85,11 +86,14 @@ class Server:
         sink: FrameSink,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
-        peer_table: Peers,
         ssl_context: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
+        peer_table: Peers | None = None,
     ) -> None:
-        self._peer_table = peer_table
+        #: The runtime's shared peer states; a server used alone keeps its own.
+        self._peer_table = peer_table or Peers(
+            peers, timeout_s=comm.timeout_s, clock=time.monotonic
+        )
         self._party = party
         self._job = job
         self._peers = peers
@@ -317,14 +321,15 @@ class Server:
         return ws
 
     async def _heartbeats(self, ws: web.WebSocketResponse) -> None:
-        """This side's heartbeat on a peer's websocket, every ``heartbeat_interval_ms``."""
+        """This side's heartbeat on a peer's websocket, every ``heartbeat_interval_ms`` (the
+        first one interval after the handshake, which the dialer already counts as heard)."""
         beat = encode_control(Kind.HEARTBEAT, self._job, self._party).head
         while not ws.closed:
+            await asyncio.sleep(self._comm.heartbeat_s)
             try:
                 await ws.send_bytes(beat)
             except (ConnectionError, RuntimeError):
                 return
-            await asyncio.sleep(self._comm.heartbeat_s)
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)

@@ -2,7 +2,8 @@
 
 Usage: ``liveness.py SCENARIO PARTY`` with ``SILO_TEST_ADDRESSES`` (JSON: where this party listens
 and where it reaches each peer) in the environment, and optionally ``TIMEOUT_MS``, ``HB_MS``,
-``JOB``, ``VICTIM``, ``TLS_DIR``, ``PROTOCOL``. A scenario reports with ``RESULT <json>`` lines.
+``JOB``, ``VICTIM``, ``TLS_DIR``, ``PROTOCOL``, ``WAIT_GO`` (print ``IMPORTED``, then wait for a
+line on stdin before starting). A scenario reports with ``RESULT <json>`` lines.
 """
 
 from __future__ import annotations
@@ -200,6 +201,11 @@ async def early(party: str) -> None:
 
 def main() -> None:
     name, party = sys.argv[1], sys.argv[2]
+    if os.environ.get("WAIT_GO") == "1":
+        # Imports done: start together with the other parties (a loaded machine may take
+        # seconds to import, longer than the short timeouts these scenarios use).
+        print("IMPORTED", flush=True)
+        sys.stdin.readline()
     silo.loop.run(SCENARIOS[name](party))
 
 
