@@ -21,9 +21,9 @@ and applies to the named routes, or to every route when none is named:
 * ``heal()``: back to normal: resume, stop dropping, no delay or throttle, listening again.
 * ``close()``: reset every connection, stop listening, stop the loop (idempotent).
 
-When the target cannot be reached, the proxy resets the client's connection (the client sees a
-reset, not a refusal). ``stats(route)`` returns that route's counters. Not for production: no
-limits, and a paused route holds its buffers indefinitely.
+When the target cannot be reached (nothing listens there), the proxy resets the client's
+connection (the client sees a reset, not a refusal). ``stats(route)`` returns that route's
+counters. Not for production: no limits, and a paused route holds its buffers indefinitely.
 """
 
 from __future__ import annotations
@@ -179,7 +179,12 @@ class _Route:
         writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
-            if epoch == self.epoch:
+            if up_writer.get_extra_info("sockname") == up_writer.get_extra_info("peername"):
+                # A TCP self-connect: nothing listened on the target's port, and the kernel picked
+                # that very port as the connection's source port.
+                up_writer.transport.abort()
+                up_writer = None
+            elif epoch == self.epoch:
                 reader, writer = await asyncio.open_connection(sock=sock)
         except OSError:
             pass
@@ -264,6 +269,8 @@ class FaultProxy:
         try:
             self._call(self._open(targets))
         except BaseException:
+            self._call(self._shutdown())
+            self._closed = True
             self._stop_loop()
             raise
 
