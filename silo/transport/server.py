@@ -8,8 +8,12 @@ Three routes:
   behind data.
 
 Every request names its job and party in headers; a request or frame of another job is refused
-with a message naming both jobs. A body larger than ``messages_max_size_in_bytes`` is refused
-from its announced length, before it is read.
+with a message naming both jobs. With TLS, the party a request claims to be must be one its
+connection's certificate names (:class:`~silo.transport.tls.PeerTrust`); without TLS it is taken
+from the header. Every frame's source must be the connection's party. An impostor is refused and
+logged once; nothing it sends reaches the runtime, so it can neither fail objects nor end the
+job. A body larger than ``messages_max_size_in_bytes`` is refused from its announced length,
+before it is read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import asyncio
 import errno
 import logging
 import socket
-import ssl
 import weakref
 from typing import Any
 
@@ -55,6 +58,7 @@ from .base import (
     FrameSink,
 )
 from .bulk import receive_body
+from .tls import PeerTrust
 
 __all__ = ["Server"]
 
@@ -77,7 +81,7 @@ class Server:
         sink: FrameSink,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
-        ssl_context: ssl.SSLContext | None = None,
+        trust: PeerTrust | None = None,
         sock: socket.socket | None = None,
     ) -> None:
         self._party = party
@@ -87,7 +91,9 @@ class Server:
         self._sink = sink
         self._comm = comm
         self._log = log
-        self._ssl = ssl_context
+        self._trust = trust
+        self._ssl = trust.server_context if trust is not None else None
+        self._impostors: set[str] = set()
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -159,7 +165,31 @@ class Server:
             return _refusal(409, self._job_mismatch(job))
         if party not in self._peers:
             return _refusal(403, f"party {party!r} is not a peer of job {self._job!r}")
+        if self._trust is not None:
+            transport = request.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            reason = self._trust.client_refusal(ssl_object, party)
+            if reason is not None:
+                self._warn_once(reason)
+                return _refusal(403, reason)
         return None
+
+    def _warn_once(self, text: str) -> None:
+        if len(self._impostors) < 256 and text not in self._impostors:
+            self._impostors.add(text)
+            self._log.warning("%s", text)
+
+    def _impostor(self, header: Header, peer: str) -> str | None:
+        """Why a frame whose source is not ``peer``, the party of its connection, is refused."""
+        if header.src == peer:
+            return None
+        how = "whose certificate names" if self._trust else "whose X-Silo-Party header is"
+        text = (
+            f"refused a frame that claims to come from {header.src!r} on a connection "
+            f"{how} {peer!r}"
+        )
+        self._warn_once(text)
+        return text
 
     def _job_mismatch(self, job: str | None) -> str:
         return (
@@ -168,13 +198,19 @@ class Server:
         )
 
     def _dispatch(
-        self, header: Header, value: object = None, decode_error: SerializationError | None = None
+        self,
+        header: Header,
+        peer: str,
+        value: object = None,
+        decode_error: SerializationError | None = None,
     ) -> str | None:
-        """Hand a frame to the runtime. Returns a reason to refuse it, or ``None``."""
+        """Hand a frame that arrived on ``peer``'s connection to the runtime. Returns a reason
+        to refuse it, or ``None``."""
         if header.job != self._job:
             return self._job_mismatch(header.job)
-        if header.src not in self._peers:
-            return f"party {header.src!r} is not a peer of job {self._job!r}"
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return impostor
         sink = self._sink
         if header.kind is Kind.DATA:
             if decode_error is not None:
@@ -202,35 +238,41 @@ class Server:
             src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
         )
 
-    def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
-        """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``."""
+    def _receive_inline(self, frame: bytes, peer: str) -> tuple[int, str | None]:
+        """Decode and dispatch one whole frame from ``peer``'s connection; returns
+        ``(msg_id, refusal or None)``."""
         header, body = decode_frame(frame)
         if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header)
-        return header.msg_id, self._deliver_data(header, body, len(frame))
+            return header.msg_id, self._dispatch(header, peer)
+        return header.msg_id, self._deliver_data(header, body, len(frame), peer)
 
-    def _deliver_data(self, header: Header, body: Any, size: int) -> str | None:
-        """Check, decode and dispatch a DATA frame of ``size`` bytes; returns a refusal or None.
+    def _deliver_data(self, header: Header, body: Any, size: int, peer: str) -> str | None:
+        """Check, decode and dispatch a DATA frame of ``size`` bytes from ``peer``'s connection;
+        returns a refusal or None.
 
-        A frame over the size limit, or one the allow-list refuses, also fails the object here.
+        A frame of ``peer`` over the size limit, or one the allow-list refuses, also fails the
+        object here.
         """
         if header.job != self._job:
             return self._job_mismatch(header.job)
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return impostor
         if size > self._comm.messages_max_size_in_bytes:
             reason = self._too_large(size)
-            if header.src in self._peers:
-                self._refuse_object(header.src, header.object_id, reason)
+            self._refuse_object(header.src, header.object_id, reason)
             return reason
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
-            return self._dispatch(header, decode_error=exc)
-        return self._dispatch(header, value)
+            return self._dispatch(header, peer, decode_error=exc)
+        return self._dispatch(header, peer, value)
 
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
             return encode_control(Kind.ACK, self._job, self._party, msg_id).head
-        self._log.warning("refused a frame: %s", refusal)
+        if refusal not in self._impostors:
+            self._log.warning("refused a frame: %s", refusal)
         return encode_control(Kind.REJECT, self._job, self._party, msg_id, extra=refusal).head
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
@@ -247,7 +289,7 @@ class Server:
                     self._log.warning("websocket from %s failed: %s", peer, ws.exception())
                 continue
             try:
-                msg_id, refusal_text = self._receive_inline(msg.data)
+                msg_id, refusal_text = self._receive_inline(msg.data, peer)
             except ProtocolError as exc:
                 self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
                 await ws.close(code=1002, message=str(exc)[:120].encode())
@@ -285,7 +327,11 @@ class Server:
                 "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
-        refusal_text = self._deliver_data(header, parts, length)
+        peer = request.headers[HEADER_PARTY]
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return _closing(_refusal(403, impostor), request)
+        refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
@@ -300,7 +346,11 @@ class Server:
                 raise ProtocolError("data frames do not belong on the control path")
         except ProtocolError as exc:
             return web.Response(status=400, text=str(exc))
-        return web.Response(body=self._answer(header.msg_id, self._dispatch(header)))
+        peer = request.headers[HEADER_PARTY]
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return _refusal(403, impostor)
+        return web.Response(body=self._answer(header.msg_id, self._dispatch(header, peer)))
 
 
 def _object_id(text: str) -> ObjectId | None:
