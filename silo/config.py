@@ -404,8 +404,7 @@ def check_plaintext(
         if not is_loopback(address.host):
             raise ConfigError(
                 f"{key.format(party=party)}: {address} is not a loopback address, and without "
-                f"TLS anyone on the network could read and forge this job's frames; make "
-                f"certificates with `python -m silo certs FEDERATION.yaml --out DIR` and set "
-                f"tls_config, or set allow_plaintext: true at the top level of config if the "
-                f"network is trusted"
+                f"TLS anyone who can reach it could read and forge this job's frames; make "
+                f"certificates with `python -m silo certs FEDERATION.yaml --out DIR` and "
+                f"configure TLS, or set allow_plaintext: true if the network is trusted"
             )
