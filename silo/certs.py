@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +67,8 @@ def run_certs(
     if days < 1:
         raise ConfigError(f"--days: expected a number of days >= 1, got {days}")
     directory = Path(out)
-    issued = make_certs(
-        fed, directory, self_signed=self_signed, parties=chosen, days=days, echo=echo
-    )
+    hosts = {party: fed.parties[party].address.host for party in chosen}
+    issued = make_certs(directory, hosts, self_signed=self_signed, days=days, echo=echo)
     base = Path(fed.source).resolve().parent
     if self_signed:
         echo("\nfingerprints (give them to every other party):")
@@ -101,27 +100,21 @@ def run_certs(
 
 
 def make_certs(
-    fed: Federation,
     out: Path,
+    hosts: Mapping[str, str],
     *,
     self_signed: bool,
-    parties: list[str],
     days: int = 365,
     echo: Callable[[str], object] = print,
 ) -> list[Issued]:
-    """Make (or reuse) the files of ``parties`` in ``out``; returns what each party has.
+    """Make (or reuse) in ``out`` the files of each party of ``hosts`` (``{party: host of its
+    address}``), and in CA mode the CA's; returns what each party has.
 
     Raises :class:`ConfigError` naming the file when an existing file cannot be reused.
     """
     out.mkdir(parents=True, exist_ok=True)
-    issuer: tuple[_Key, x509.Certificate] | None = None
-    if not self_signed:
-        issuer = _ca(out, days, echo)
-    issued = []
-    for party in parties:
-        host = fed.parties[party].address.host
-        issued.append(_party(out, party, host, issuer, days, echo))
-    return issued
+    issuer = None if self_signed else _ca(out, days, echo)
+    return [_party(out, party, host, issuer, days, echo) for party, host in hosts.items()]
 
 
 def _ca(out: Path, days: int, echo: Callable[[str], object]) -> tuple[_Key, x509.Certificate]:
