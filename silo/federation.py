@@ -336,7 +336,7 @@ def _parse_parties(check: _Checker, raw: object, *, tls: bool) -> dict[str, Part
         if not tls and (cert is not None or tls_key is not None):
             present = "cert" if cert is not None else "key"
             raise check.error(
-                f"{key}.{present}", "needs tls (ca_cert or peer_fingerprints) as well"
+                f"{key}.{present}", "needs tls.ca_cert or tls.peer_fingerprints as well"
             )
         parties[name] = PartySpec(name, address, cert, tls_key)
     return parties
