@@ -35,6 +35,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .log import LEVELS
+from .transport.tls import file_fingerprint
 
 __all__ = [
     "Federation",
@@ -135,7 +136,8 @@ class Federation:
     def tls_for(self, party: str) -> TLSConfig | None:
         """The ``tls_config`` for ``party``, or ``None`` without TLS.
 
-        Raises :class:`ConfigError` naming the key when one of its files does not exist.
+        Raises :class:`ConfigError` naming the key when one of its files does not exist, or when
+        the party's certificate does not have the fingerprint ``tls.peer_fingerprints`` gives.
         """
         if not self.tls:
             return None
@@ -148,6 +150,15 @@ class Federation:
         ):
             if path is not None and not path.is_file():
                 raise ConfigError(f"{self.source}: {key}: expected an existing file, got '{path}'")
+        if self.peer_fingerprints is not None:
+            key = f"{self.source}: parties.{party}.cert"
+            actual = file_fingerprint(str(spec.cert), key)
+            if actual != self.peer_fingerprints[party]:
+                raise ConfigError(
+                    f"{self.source}: tls.peer_fingerprints.{party}: "
+                    f"{self.peer_fingerprints[party]} is not the fingerprint of '{spec.cert}' "
+                    f"({actual})"
+                )
         return TLSConfig(
             ca_cert=str(self.ca_cert) if self.ca_cert is not None else None,
             cert=str(spec.cert),

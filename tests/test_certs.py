@@ -80,12 +80,13 @@ def test_a_wrong_fingerprint_in_the_file_is_a_configuration_error(tmp_path: Path
     good = prints["bob"]
     prints["bob"] = "sha256:" + "0" * 64
     _add_section(file, section)
-    done = run_silo("run", str(file), "--party", "bob", timeout=30)
-    assert done.returncode == 2, done
-    assert f"['bob']: sha256:{'0' * 64} is not the fingerprint of this party's certificate" in (
-        done.stderr
-    ), done
-    assert good in done.stderr
+    for args in (["check", str(file)], ["run", str(file), "--party", "bob"]):
+        done = run_silo(*args, timeout=30)
+        assert done.returncode == 2, done
+        assert f"tls.peer_fingerprints.bob: sha256:{'0' * 64} is not the fingerprint of" in (
+            done.stderr
+        ), done
+        assert good in done.stderr
 
 
 def test_existing_files_that_cannot_be_reused_are_refused_by_name(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ class Server:
         self._log = log
         self._trust = trust
         self._ssl = trust.server_context if trust is not None else None
-        self._impostors: set[str] = set()
+        self._warned: set[str] = set()
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -175,8 +175,10 @@ class Server:
         return None
 
     def _warn_once(self, text: str) -> None:
-        if len(self._impostors) < 256 and text not in self._impostors:
-            self._impostors.add(text)
+        """Log an identity refusal once (an impostor may retry without end); at most 256
+        distinct ones are remembered."""
+        if len(self._warned) < 256 and text not in self._warned:
+            self._warned.add(text)
             self._log.warning("%s", text)
 
     def _impostor(self, header: Header, peer: str) -> str | None:
@@ -271,7 +273,7 @@ class Server:
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
             return encode_control(Kind.ACK, self._job, self._party, msg_id).head
-        if refusal not in self._impostors:
+        if refusal not in self._warned:
             self._log.warning("refused a frame: %s", refusal)
         return encode_control(Kind.REJECT, self._job, self._party, msg_id, extra=refusal).head
 

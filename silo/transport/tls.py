@@ -40,7 +40,7 @@ from typing import Any
 from ..config import Address, TLSConfig
 from ..errors import ConfigError
 
-__all__ = ["PeerTrust", "certified_names", "fingerprint"]
+__all__ = ["PeerTrust", "certified_names", "file_fingerprint", "fingerprint"]
 
 #: At most this many distinct refusal messages are remembered, so that each is logged once.
 _REMEMBERED = 256
@@ -49,6 +49,12 @@ _REMEMBERED = 256
 def fingerprint(der: bytes) -> str:
     """``"sha256:<hex>"`` of a DER certificate, as ``tls_config['peer_fingerprints']`` spells it."""
     return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def file_fingerprint(path: str, key: str) -> str:
+    """The fingerprint of the first certificate in the PEM file ``path``; raises
+    :class:`ConfigError` naming ``key`` when it cannot be read."""
+    return fingerprint(_read_pem(path, key))
 
 
 def certified_names(der: bytes) -> frozenset[str]:
@@ -234,14 +240,19 @@ def _read_cert(tls: TLSConfig) -> bytes:
                 pass
         except OSError as exc:
             raise ConfigError(f"tls_config['{key}']: cannot read {path!r}: {exc.strerror}") from exc
+    return _read_pem(tls.cert, "tls_config['cert']")
+
+
+def _read_pem(path: str, key: str) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    with open(tls.cert, "rb") as file:
-        data = file.read()
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path!r}: {exc.strerror}") from exc
     try:
         return x509.load_pem_x509_certificates(data)[0].public_bytes(Encoding.DER)
     except ValueError as exc:
-        raise ConfigError(
-            f"tls_config['cert']: {tls.cert!r} is not a PEM certificate: {exc}"
-        ) from exc
+        raise ConfigError(f"{key}: {path!r} is not a PEM certificate: {exc}") from exc
