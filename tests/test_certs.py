@@ -117,3 +117,22 @@ def test_quickstart_tls_example_flow(tmp_path: Path) -> None:
     assert made.returncode == 0, made
     assert _tls_section(made)["tls"] == yaml.safe_load(file.read_text())["tls"]
     _assert_quickstart_ran(run_silo("run", str(file), timeout=60))
+
+
+def test_each_organisation_makes_its_own_key_with_party(tmp_path: Path) -> None:
+    file = write_federation(tmp_path, PROGRAM, ["alice", "bob"])
+    done = run_silo(
+        "certs",
+        str(file),
+        "--out",
+        "certs",
+        "--self-signed",
+        "--party",
+        "alice",
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert done.returncode == 0, done
+    assert sorted(p.name for p in (tmp_path / "certs").iterdir()) == ["alice.key", "alice.pem"]
+    assert re.search(r"^  alice: sha256:[0-9a-f]{64}$", done.stdout, re.MULTILINE), done
+    assert "put the fingerprints of bob in tls.peer_fingerprints as well" in done.stdout

@@ -20,7 +20,7 @@ from silo.config import (
 from silo.errors import ConfigError
 from silo.federation import load_federation
 from silo.log import party_logger
-from silo.transport.tls import PeerTrust
+from silo.transport.tls import PeerTrust, certified_names
 
 from _cli_support import make_tls_files, run_silo
 
@@ -200,3 +200,39 @@ def test_silo_check_and_run_refuse_plaintext_to_a_remote_address(tmp_path: Path)
     allowed = _fed(tmp_path, "allow_plaintext: true\n" + remote)
     done = run_silo("check", str(allowed), timeout=30)
     assert done.returncode == 0, done
+
+
+def _cert_der(common_name: str, san: list[str] | None) -> bytes:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if san is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_a_certificate_names_its_san_dns_entries_or_else_its_common_name() -> None:
+    assert certified_names(_cert_der("alice", None)) == {"alice"}
+    assert certified_names(_cert_der("alice", ["bob", "bob.example.org"])) == {
+        "bob",
+        "bob.example.org",
+    }
