@@ -14,16 +14,14 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+import yaml
 
-import silo
 from silo.config import CrossSiloCommConfig, TLSConfig, parse_address
 from silo.errors import SiloError
 from silo.log import party_logger
@@ -32,7 +30,7 @@ from silo.transport.server import Server
 from silo.transport.tls import PeerTrust
 from silo.wire import ErrorInfo, Kind, ObjectId, decode_frame, encode_control, encode_data
 
-from _cli_support import make_tls_files, wait_for_files
+from _cli_support import finish, make_tls_files, start_silo, wait_for_files
 from multiparty import addresses_for, free_ports
 
 PARTIES = Path(__file__).parent / "programs" / "tls_parties.py"
@@ -337,70 +335,73 @@ async def test_a_frame_whose_source_is_not_its_connections_party_is_refused(
 # ------------------------------------------------------------------ the dialer
 
 
-async def _listener_with(cert_dir: Path, party: str, seen: list[str]) -> tuple[web.AppRunner, str]:
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
-        return web.Response(status=404)
+def _party_file(
+    directory: Path, name: str, parties: dict[str, dict[str, str]], tls: dict[str, Any]
+) -> Path:
+    """A federation file as one organisation writes it: its own view of the job."""
+    data = {
+        "job_name": JOB,
+        "program": f"{PARTIES}:idle",
+        "parties": parties,
+        "tls": tls,
+        "cross_silo_comm": {"timeout_in_ms": 2000},
+    }
+    path = directory / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_dir / f"{party}.pem", cert_dir / f"{party}.key")
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_ports(1)[0]
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
-    return runner, f"127.0.0.1:{port}"
 
-
-async def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(text in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, f"never logged: {text}"
-        await asyncio.sleep(0.02)
+def _entry(certs: Path, party: str, port: int, cert_of: str | None = None) -> dict[str, str]:
+    who = cert_of or party
+    return {
+        "address": f"127.0.0.1:{port}",
+        "cert": str(certs / f"{who}.pem"),
+        "key": str(certs / f"{who}.key"),
+    }
 
 
 @pytest.mark.parametrize("mode", ["ca", "fingerprint"])
-async def test_the_dialer_refuses_a_listener_whose_certificate_names_another_party(
-    certs: Path, mode: str, caplog: pytest.LogCaptureFixture
+def test_the_dialer_refuses_a_listener_whose_certificate_names_another_party(
+    tmp_path: Path, certs: Path, mode: str
 ) -> None:
-    seen: list[str] = []
-    runner, bob_address = await _listener_with(
-        certs / ("ca" if mode == "ca" else "self"), "carol", seen
+    d = certs / ("ca" if mode == "ca" else "self")
+    a, b = free_ports(2)
+    # alice's view: bob listens at b. But carol, with her own valid certificate, is there.
+    alice_parties = {"alice": _entry(d, "alice", a), "bob": _entry(d, "bob", b)}
+    carol_parties = {"alice": _entry(d, "alice", a), "carol": _entry(d, "carol", b)}
+    if mode == "ca":
+        alice_tls = carol_tls = {"ca_cert": str(d / "ca.pem")}
+    else:
+        prints = {p: fingerprint_of(d / f"{p}.pem") for p in ("alice", "bob", "carol")}
+        alice_tls = {"peer_fingerprints": {"alice": prints["alice"], "bob": prints["carol"]}}
+        carol_tls = {"peer_fingerprints": {"alice": prints["alice"], "carol": prints["carol"]}}
+    alice_file = _party_file(tmp_path, "alice.yaml", alice_parties, alice_tls)
+    carol_file = _party_file(tmp_path, "carol.yaml", carol_parties, carol_tls)
+    carol = start_silo("run", str(carol_file), "--party", "carol")
+    alice = finish(start_silo("run", str(alice_file), "--party", "alice"), timeout=60)
+    carol_done = finish(carol, timeout=60)
+    expected = f"dialed bob at 127.0.0.1:{b} but its certificate names 'carol'"
+    assert alice.returncode == 0, alice
+    assert alice.stderr.count(expected) == 1, alice
+    assert carol_done.returncode == 0, carol_done
+
+
+def test_a_wrong_fingerprint_is_refused_with_both_fingerprints(tmp_path: Path, certs: Path) -> None:
+    d = certs / "self"
+    a, b = free_ports(2)
+    parties = {"alice": _entry(d, "alice", a), "bob": _entry(d, "bob", b)}
+    prints = {p: fingerprint_of(d / f"{p}.pem") for p in ("alice", "bob", "carol")}
+    wrong = {"alice": prints["alice"], "bob": prints["carol"]}
+    alice_file = _party_file(tmp_path, "alice.yaml", parties, {"peer_fingerprints": wrong})
+    right = {"alice": prints["alice"], "bob": prints["bob"]}
+    bob_file = _party_file(tmp_path, "bob.yaml", parties, {"peer_fingerprints": right})
+    bob = start_silo("run", str(bob_file), "--party", "bob")
+    alice = finish(start_silo("run", str(alice_file), "--party", "alice"), timeout=60)
+    bob_done = finish(bob, timeout=60)
+    expected = (
+        f"dialed bob at 127.0.0.1:{b} but its certificate (naming 'bob') has fingerprint "
+        f"{prints['bob']}, not {prints['carol']} as tls_config['peer_fingerprints'] says"
     )
-    addresses = {"alice": addresses_for(["alice"])["alice"], "bob": bob_address}
-    tls = tls_config(certs, "alice", mode, ["alice", "bob"])
-    if mode == "fingerprint":
-        tls["peer_fingerprints"]["bob"] = fingerprint_of(certs / "self" / "carol.pem")
-    config = {"cross_silo_comm": {"timeout_in_ms": 3000}}
-    try:
-        async with silo.init(addresses, "alice", job_name=JOB, config=config, tls_config=tls):
-            expected = f"dialed bob at {bob_address} but its certificate names 'carol'"
-            await _wait_for_log(caplog, expected)
-            await asyncio.sleep(0.3)
-    finally:
-        await runner.cleanup()
-    messages = [r.getMessage() for r in caplog.records if "dialed bob" in r.getMessage()]
-    assert messages == [f"[alice@{JOB}] {expected}"], messages
-    assert seen == [], "the dialer sent requests to a listener it had not verified"
-
-
-async def test_a_wrong_fingerprint_is_refused_with_both_fingerprints(
-    certs: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    addresses = addresses_for(["alice", "bob"])
-    alice_tls = tls_config(certs, "alice", "fingerprint", ["alice", "bob"])
-    wrong = fingerprint_of(certs / "self" / "carol.pem")
-    alice_tls["peer_fingerprints"]["bob"] = wrong
-    bob_tls = tls_config(certs, "bob", "fingerprint", ["alice", "bob"])
-    config = {"cross_silo_comm": {"timeout_in_ms": 3000}}
-    async with (
-        silo.init(addresses, "alice", job_name=JOB, config=config, tls_config=alice_tls),
-        silo.init(addresses, "bob", job_name=JOB, config=config, tls_config=bob_tls),
-    ):
-        actual = fingerprint_of(certs / "self" / "bob.pem")
-        expected = (
-            f"dialed bob at {addresses['bob']} but its certificate (naming 'bob') has "
-            f"fingerprint {actual}, not {wrong} as tls_config['peer_fingerprints'] says"
-        )
-        await _wait_for_log(caplog, expected)
+    assert alice.returncode == 0, alice
+    assert alice.stderr.count(expected) == 1, alice
+    assert bob_done.returncode == 0, bob_done

@@ -9,6 +9,9 @@
 
 alice's call waits for ``go`` and returns 42; every party gets it and prints ``RESULT 42``. So
 bob awaits object (1, 0) from alice while the test attacks bob's listener.
+
+``idle`` (``program: tls_parties.py:idle`` in a federation file) sends nothing and returns after
+a second and a half: long enough for its links to dial every peer a few times.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ async def main(party: str) -> None:
         value = produce.party("alice").remote(str(directory / "go"))
         (directory / f"{party}.ready").touch()
         print("RESULT", json.dumps(await silo.get(value)), flush=True)
+
+
+async def idle() -> None:
+    await asyncio.sleep(1.5)
 
 
 if __name__ == "__main__":
