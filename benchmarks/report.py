@@ -83,9 +83,13 @@ def markdown(
         "# Benchmarks",
         "",
         f"Measured {date} by `{command}` in {elapsed_s:.0f} s. Every party is a separate OS "
-        "process on 127.0.0.1; every comparison was measured in this same run.",
+        "process on 127.0.0.1. silo's figures and their baselines (a raw loopback socket, a raw "
+        "aiohttp websocket) were measured in this same run, on the machine described at the end. "
+        "RayFed is not installable here: its figures are quoted from measurements with RayFed "
+        'on a 2-core machine elsewhere, and marked "measured elsewhere"; they were not taken '
+        "in this run.",
         "",
-        "## Targets (issue 4)",
+        "## Targets",
         "",
     ]
     parts += [

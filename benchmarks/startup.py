@@ -17,7 +17,7 @@ from .harness import Figure, Settings, Spec, addresses, loop_name, run_parties
 
 NAME = "startup"
 TARGET_READY_S = 0.3
-RAYFED = "RayFed with Ray 4-5 s (DESIGN)"
+RAYFED = "RayFed with Ray 4-5 s (measured elsewhere)"
 
 
 def party(party: str, addresses: dict[str, str], uvloop: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from . import context
 from .config import (
     Config,
     TLSConfig,
+    check_job_name,
     check_plaintext,
     check_tls_parties,
     parse_addresses,
@@ -29,6 +30,7 @@ from .errors import (
 )
 from .graph import FedObject
 from .log import configure_logging
+from .output import party_prefixed_stdout
 from .runtime import Runtime
 from .shutdown import Reason
 
@@ -347,9 +349,7 @@ async def _start(
     tls = parse_tls_config(tls_config)
     check_tls_parties(tls, parsed_addresses, party)
     check_plaintext(parsed_addresses, tls, parsed_config)
-    job = "silo" if job_name is None else job_name
-    if not isinstance(job, str) or not job:
-        raise ConfigError(f"job_name: expected a non-empty string, got {job_name!r}")
+    job = check_job_name("silo" if job_name is None else job_name)
     if sending_failure_handler is not None and not callable(sending_failure_handler):
         raise ConfigError(
             f"sending_failure_handler: expected a callable, got {sending_failure_handler!r}"
@@ -446,9 +446,10 @@ async def simulate(
 ) -> dict[str, Any]:
     """Run ``main`` once per party, concurrently on this loop, each with its own runtime.
 
-    Free loopback ports are chosen; frames really cross the loopback. Returns
-    ``{party: result}``. If a party fails, raises the error of the party where the failure
-    began (the others' are usually ``FedRemoteError``).
+    Free loopback ports are chosen; frames really cross the loopback. While it runs, each line a
+    party prints (from its program or its calls) is prefixed with ``[party] ``, as ``silo run``
+    does for separate processes. Returns ``{party: result}``. If a party fails, raises the error
+    of the party where the failure began (the others' are usually ``FedRemoteError``).
     """
     names = list(parties)
     if (
@@ -480,8 +481,9 @@ async def simulate(
             return await call_main(main, name)
 
     try:
-        tasks = [asyncio.ensure_future(run(name)) for name in names]
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        with party_prefixed_stdout(context.current_party_name):
+            tasks = [asyncio.ensure_future(run(name)) for name in names]
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for sock in socks.values():
             sock.close()

@@ -15,33 +15,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .api import call_main, init
 from .config import TLSConfig
-from .errors import ConfigError, FedRemoteError
+from .errors import ConfigError, FedRemoteError, SiloError
 from .federation import Federation, is_local_host, load_federation, load_program
+from .launcher import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, GRACE_S, Launcher
 from .loop import run as run_loop
+from .output import tee_output
 from .runtime import Runtime
 from .shutdown import Reason
+from .tracebacks import format_user_traceback, last_user_frame
 
 __all__ = ["main", "main_entry"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: After a child fails (or a signal was forwarded), the others get this long to stop by
-#: themselves (silo's error broadcast normally stops them at once) before SIGTERM, then SIGKILL.
-_GRACE_S = 10.0
-_KILL_AFTER_S = 5.0
 
 _YAML_HELP = """\
 federation file (YAML):
@@ -77,7 +70,7 @@ if every address is on this machine (127.x, localhost, ::1), each party is start
 own process (python -m silo run FILE --party NAME); their output lines are prefixed with
 [name], Ctrl-C and SIGTERM are forwarded to all of them, and the launcher exits non-zero
 if any party failed (2 if one had a configuration error, else 1). If a party fails, the
-others learn it through silo and stop; any still running {_GRACE_S:.0f} s later are
+others learn it through silo and stop; any still running {GRACE_S:.0f} s later are
 terminated. With remote addresses and no party, pass --party.
 
 {_YAML_HELP}
@@ -140,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--party", metavar="NAME", help="run only this party (overrides party: in the file)"
     )
+    run.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        type=Path,
+        help="also write each party's output to DIR/<party>.log (created if missing)",
+    )
     check = commands.add_parser(
         "check",
         help="validate a federation file and its program without running it",
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 parties=args.party,
                 days=args.days,
             )
-        return _run(args.file, args.party)
+        return _run(args.file, args.party, args.log_dir)
     except _Exit as exc:
         print(f"silo: {exc}", file=sys.stderr)
         return exc.code
@@ -234,12 +233,12 @@ def _check(file: str) -> int:
     return EXIT_OK
 
 
-def _run(file: str, party: str | None) -> int:
+def _run(file: str, party: str | None, log_dir: Path | None = None) -> int:
     fed = load_federation(file)
     fed.check_plaintext()
     chosen = fed.check_party(party) if party is not None else fed.party
     if chosen is not None:
-        return _run_party(fed, chosen)
+        return _run_party(fed, chosen, log_dir)
     if not fed.all_local:
         remote = ", ".join(
             f"{name} at {spec.address}"
@@ -254,7 +253,18 @@ def _run(file: str, party: str | None) -> int:
         )
     for name in fed.parties:
         fed.tls_for(name)
-    return asyncio.run(_Launcher(fed).run())
+    if log_dir is not None:
+        _make_log_dir(log_dir)
+    return asyncio.run(Launcher(fed, log_dir=log_dir).run())
+
+
+def _make_log_dir(log_dir: Path) -> None:
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Exit(
+            EXIT_CONFIG, f"--log-dir: cannot create {str(log_dir)!r}: {exc.strerror}"
+        ) from None
 
 
 # ---------------------------------------------------------------------- one party
@@ -278,8 +288,19 @@ class _ProgramFailed(Exception):
         self.error = error
 
 
-def _run_party(fed: Federation, party: str) -> int:
-    """Run ``party`` in this process; report a failure on stderr and return the exit status."""
+def _run_party(fed: Federation, party: str, log_dir: Path | None = None) -> int:
+    """Run ``party`` in this process; report a failure on stderr and return the exit status.
+
+    With ``log_dir``, everything the party prints also goes to ``log_dir/<party>.log``.
+    """
+    if log_dir is None:
+        return _run_party_here(fed, party)
+    _make_log_dir(log_dir)
+    with tee_output(log_dir / f"{party}.log"):
+        return _run_party_here(fed, party)
+
+
+def _run_party_here(fed: Federation, party: str) -> int:
     tls = fed.tls_for(party)
     entry = _load_entry(fed, f"party {party}")
     try:
@@ -300,10 +321,16 @@ def _report(who: str, exc: BaseException) -> int:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
         print(f"silo: {who} stopped with exit status {code}", file=sys.stderr)
         return code
-    if not isinstance(exc, FedRemoteError):
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     headline = str(exc).splitlines()[0] if str(exc) else ""
     summary = headline if isinstance(exc, FedRemoteError) else f"{type(exc).__name__}: {headline}"
+    if isinstance(exc, SiloError):
+        # silo's own errors say what happened in their message: one line, and where the
+        # program was if it was in the program.
+        where = last_user_frame(exc)
+        if where is not None and not isinstance(exc, FedRemoteError):
+            summary += f" (at {where})"
+    else:
+        print(format_user_traceback(exc), end="", file=sys.stderr)
     print(f"silo: {who} failed: {summary.rstrip(': ')}", file=sys.stderr)
     return EXIT_FAILED
 
@@ -348,128 +375,3 @@ def _raise_if_signalled(runtime: Runtime | None) -> None:
 
 
 # ---------------------------------------------------------------------- every party
-
-
-class _Launcher:
-    """Starts one ``python -m silo run FILE --party NAME`` per party and waits for all of them."""
-
-    def __init__(self, fed: Federation) -> None:
-        self.fed = fed
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.width = max(len(name) for name in fed.parties)
-        self.signalled: signal.Signals | None = None
-        self.escalation: asyncio.Task[None] | None = None
-
-    async def run(self) -> int:
-        """Run every party; return 0, 1 (a party failed), 2 (configuration) or 128+signal."""
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._forward, sig)
-        pumps: list[asyncio.Task[None]] = []
-        try:
-            for name in self.fed.parties:
-                proc = await self._spawn(name)
-                self.procs[name] = proc
-                prefix = f"[{name}]".ljust(self.width + 2) + " "
-                assert proc.stdout is not None and proc.stderr is not None
-                pumps.append(asyncio.ensure_future(_pump(proc.stdout, sys.stdout, prefix)))
-                pumps.append(asyncio.ensure_future(_pump(proc.stderr, sys.stderr, prefix)))
-            waits = {asyncio.ensure_future(p.wait()): n for n, p in self.procs.items()}
-            pending = set(waits)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                if any(task.result() != 0 for task in done) and pending:
-                    self._escalate_later()
-            await asyncio.gather(*pumps)
-        finally:
-            for sig in _SIGNALS:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(sig)
-            self._signal_all(signal.SIGKILL)
-            if self.escalation is not None:
-                self.escalation.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.escalation
-            for pump in pumps:
-                pump.cancel()
-        return self._summary()
-
-    async def _spawn(self, name: str) -> asyncio.subprocess.Process:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "silo",
-            "run",
-            self.fed.source,
-            "--party",
-            name,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=os.name == "posix",
-        )
-
-    def _forward(self, sig: signal.Signals) -> None:
-        if self.signalled is not None:
-            print("silo: second signal: killing every party", file=sys.stderr)
-            self._signal_all(signal.SIGKILL)
-            return
-        self.signalled = sig
-        print(f"silo: received {sig.name}: stopping every party", file=sys.stderr)
-        self._signal_all(sig)
-        self._escalate_later(_KILL_AFTER_S)
-
-    def _signal_all(self, sig: signal.Signals) -> None:
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(sig)
-
-    def _escalate_later(self, grace: float = _GRACE_S) -> None:
-        if self.escalation is None:
-            self.escalation = asyncio.ensure_future(self._escalate(grace))
-
-    async def _escalate(self, grace: float) -> None:
-        await asyncio.sleep(grace)
-        running = [n for n, p in self.procs.items() if p.returncode is None]
-        print(
-            f"silo: {', '.join(running)} still running after {grace:.0f} s: terminating",
-            file=sys.stderr,
-        )
-        self._signal_all(signal.SIGTERM)
-        await asyncio.sleep(_KILL_AFTER_S)
-        self._signal_all(signal.SIGKILL)
-
-    def _summary(self) -> int:
-        codes = {name: proc.returncode for name, proc in self.procs.items()}
-        failed = {name: code for name, code in codes.items() if code != 0}
-        if self.signalled is not None:
-            return 128 + int(self.signalled)
-        if not failed:
-            return EXIT_OK
-        detail = ", ".join(f"{name} (exit {_describe_code(code)})" for name, code in failed.items())
-        print(f"silo: {len(failed)} of {len(codes)} parties failed: {detail}", file=sys.stderr)
-        return EXIT_CONFIG if EXIT_CONFIG in failed.values() else EXIT_FAILED
-
-
-def _describe_code(code: int | None) -> str:
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return str(code)
-
-
-async def _pump(stream: asyncio.StreamReader, out: TextIO, prefix: str) -> None:
-    """Copy ``stream`` to ``out`` line by line, each line prefixed; no line length limit."""
-    pending = b""
-    while chunk := await stream.read(65536):
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            out.write(prefix + line.decode("utf-8", "replace").rstrip("\r") + "\n")
-        out.flush()
-    if pending:
-        out.write(prefix + pending.decode("utf-8", "replace") + "\n")
-        out.flush()

@@ -22,6 +22,7 @@ __all__ = [
     "CrossSiloCommConfig",
     "RetryPolicy",
     "TLSConfig",
+    "check_job_name",
     "check_plaintext",
     "check_tls_parties",
     "is_loopback",
@@ -82,13 +83,18 @@ class CrossSiloCommConfig:
     exit_on_sending_failure: bool = False
     continue_waiting_for_data_sending_on_error: bool = False
     expose_error_trace: bool = False
-    serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | None = None
+    serializing_allowed_list: Mapping[str, tuple[str, ...] | str] | str | None = None
     http_header: Mapping[str, str] = field(default_factory=dict)
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_interval_ms: int = 1000
 
     @property
     def timeout_s(self) -> float:
         return self.timeout_in_ms / 1000.0
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.heartbeat_interval_ms / 1000.0
 
 
 @dataclass(frozen=True)
@@ -106,13 +112,16 @@ class TLSConfig:
 
     Exactly one of ``ca_cert`` (the CA that signs every party's certificate) and
     ``peer_fingerprints`` (``{party: "sha256:<64 hex digits>"}``, the SHA-256 of each party's
-    DER certificate, lower case) is set.
+    DER certificate, lower case) is set. ``verify_identity=False`` (CA mode only) accepts any
+    certificate the CA signed as any party: RayFed's shared certificates, which ``silo.fed``
+    accepts with a warning.
     """
 
     ca_cert: str | None
     cert: str
     key: str
     peer_fingerprints: Mapping[str, str] | None = None
+    verify_identity: bool = True
 
 
 def _describe(value: object) -> str:
@@ -189,20 +198,37 @@ def _parse_retry_policy(path: str, raw: object) -> RetryPolicy:
     return policy
 
 
-def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | None:
-    if raw is None:
-        return None
+def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | str | None:
+    """``None`` (the safe set only), ``"*"`` (full trust) or ``{module: "*" or [names]}``.
+
+    A list holding ``"*"`` (RayFed's spelling) means the module wildcard ``"*"``.
+    """
+    if raw is None or raw == "*":
+        return raw
+    if isinstance(raw, str):
+        raise ConfigError(
+            f'{path}: expected "*" (trust peers fully) or a mapping of module to "*" or a '
+            f"list of names, got {_describe(raw)}"
+        )
     given = _expect_mapping(path, raw)
     allowed: dict[str, tuple[str, ...] | str] = {}
     for module, names in given.items():
+        if not module:
+            raise ConfigError(f"{path}: a module name cannot be empty, got {_describe(module)}")
         if names == "*":
             allowed[module] = "*"
-        elif isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
-            allowed[module] = tuple(names)
-        else:
+            continue
+        if not isinstance(names, (list, tuple)):
             raise ConfigError(
                 f'{path}[{module!r}]: expected "*" or a list of names, got {_describe(names)}'
             )
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{path}[{module!r}]: expected a list of names, got {_describe(name)} "
+                    f"in {names!r}"
+                )
+        allowed[module] = "*" if "*" in names else tuple(names)
     return allowed
 
 
@@ -249,6 +275,11 @@ def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
         ),
         http_header=_parse_http_header(f"{path}['http_header']", given.get("http_header", {})),
         retry_policy=_parse_retry_policy(f"{path}['retry_policy']", given.get("retry_policy", {})),
+        heartbeat_interval_ms=_expect_int(
+            f"{path}['heartbeat_interval_ms']",
+            given.get("heartbeat_interval_ms", defaults.heartbeat_interval_ms),
+            minimum=1,
+        ),
     )
 
 
@@ -273,6 +304,23 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
             f"{path}['allow_plaintext']", given.get("allow_plaintext", False)
         ),
     )
+
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def check_job_name(value: object, path: str = "job_name") -> str:
+    """A job name: 1-128 ASCII letters, digits, ``.``, ``_`` or ``-``.
+
+    Raises :class:`ConfigError` naming ``path`` and the value otherwise (an empty name, a space
+    or CRLF that HTTP would strip from the header, ``/``, non-ASCII, too long).
+    """
+    if not isinstance(value, str) or _JOB_NAME.fullmatch(value) is None:
+        raise ConfigError(
+            f"{path}: expected 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"got {_describe(value)}"
+        )
+    return value
 
 
 def parse_address(path: str, raw: object) -> Address:
@@ -326,7 +374,9 @@ def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | N
     if raw is None or isinstance(raw, TLSConfig):
         return raw
     given = _expect_mapping("tls_config", raw)
-    _reject_unknown("tls_config", given, {"ca_cert", "cert", "key", "peer_fingerprints"})
+    _reject_unknown(
+        "tls_config", given, {"ca_cert", "cert", "key", "peer_fingerprints", "verify_identity"}
+    )
     values: dict[str, str] = {}
     for key in ("cert", "key"):
         value = given.get(key)
@@ -353,7 +403,13 @@ def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | N
             party: parse_fingerprint(f"{path}[{party!r}]", value)
             for party, value in given_prints.items()
         }
-    return TLSConfig(ca_cert=ca_cert, peer_fingerprints=parsed, **values)
+    verify = _expect_bool("tls_config['verify_identity']", given.get("verify_identity", True))
+    if not verify and parsed is not None:
+        raise ConfigError(
+            "tls_config['verify_identity']: false needs 'ca_cert'; with 'peer_fingerprints' "
+            "a peer is known by its certificate, so its identity is always verified"
+        )
+    return TLSConfig(ca_cert=ca_cert, peer_fingerprints=parsed, verify_identity=verify, **values)
 
 
 def check_tls_parties(tls: TLSConfig | None, parties: Collection[str], party: str) -> None:

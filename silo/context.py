@@ -16,7 +16,13 @@ from .errors import NoRuntimeError, RuntimeClosedError
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["ActiveRuntimes", "active_runtimes", "current_runtime", "set_current"]
+__all__ = [
+    "ActiveRuntimes",
+    "active_runtimes",
+    "current_party_name",
+    "current_runtime",
+    "set_current",
+]
 
 _current: ContextVar[Runtime | None] = ContextVar("silo_runtime", default=None)
 
@@ -47,6 +53,13 @@ active_runtimes = ActiveRuntimes()
 
 def set_current(runtime: Runtime | None) -> None:
     _current.set(runtime)
+
+
+def current_party_name() -> str | None:
+    """The party whose runtime is current in this context (not the process's only one), or
+    ``None``: what tells parties' output apart when several share a process."""
+    runtime = _current.get()
+    return None if runtime is None else runtime.party
 
 
 def current_runtime() -> Runtime:

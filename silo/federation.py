@@ -28,6 +28,7 @@ from .config import (
     Address,
     Config,
     TLSConfig,
+    check_job_name,
     check_plaintext,
     parse_address,
     parse_config,
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = {
-    "job_name": "a non-empty string naming the job",
+    "job_name": "1-128 letters, digits, '.', '_' or '-' naming the job",
     "program": "a file path or 'pkg.module:func'",
     "parties": "a mapping of party name to {address: 'host:port'}",
     "party": "the party to run (optional)",
@@ -233,6 +234,12 @@ class _Checker:
             raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
         return value
 
+    def job_name(self, value: object) -> str:
+        try:
+            return check_job_name(value, "job_name")
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
     def path(self, key: str, value: object) -> Path:
         return self.base / Path(self.string(key, value)).expanduser()
 
@@ -296,7 +303,7 @@ def load_federation(file: str | Path) -> Federation:
         raise check.wrap(exc) from None
     return Federation(
         source=source,
-        job_name=check.string("job_name", top["job_name"]),
+        job_name=check.job_name(top["job_name"]),
         program=_parse_program(check, top["program"]),
         parties=MappingProxyType(parties),
         party=party,

@@ -1,35 +1,27 @@
-"""What arrives from peers, and the peer states it moves.
+"""What arrives from peers, and what the runtime does when a peer is over.
 
 The runtime's side of :class:`~silo.transport.base.FrameSink`: values, error frames, refusals,
-aborts, a peer's goodbye, a lost or silent peer. Every method is synchronous and fast: it fills
-or fails futures of the object table and, for a broken job, asks for shutdown.
+aborts. Every method is synchronous and fast: it fills or fails futures of the object table and,
+for a broken job, asks for shutdown. The state of each peer is not kept here: it lives in the
+shared :class:`~silo.peers.Peers`, and :meth:`Inbound.peer_over` is its listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Container
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .errors import PeerUnavailableError, SiloError
 from .log import PartyLogger
+from .peers import LinkEvent, LinkState, Peers
 from .shutdown import Reason, ShutdownRequest
 from .wire import ErrorInfo, ObjectId
 
 if TYPE_CHECKING:
     from .transport import Transport
 
-__all__ = ["Inbound", "PeerState"]
-
-
-class PeerState(Enum):
-    LIVE = "live"
-    FINISHED = "finished"
-    LOST = "lost"
-    ABORTED = "aborted"
-    UNREACHABLE = "unreachable"
-    SILENT = "silent"
+__all__ = ["Inbound"]
 
 
 class Inbound:
@@ -37,12 +29,9 @@ class Inbound:
 
     party: str
     log: PartyLogger
+    peer_table: Peers
     _objects: dict[ObjectId, asyncio.Future[Any]]
     _owner_of: dict[ObjectId, str]
-    _peer_state: dict[str, PeerState]
-    #: Why a peer will send nothing more (it finished, was lost or never came): what an object
-    #: awaited from it fails with, now or when it is first awaited later.
-    _unavailable: dict[str, PeerUnavailableError]
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -60,8 +49,13 @@ class Inbound:
     ) -> bool:
         raise NotImplementedError
 
-    def peer_state(self, peer: str) -> PeerState:
-        return self._peer_state[peer]
+    def unavailable(self, peer: str) -> PeerUnavailableError | None:
+        """Why nothing more will come from ``peer`` (it finished, was lost or refused us), or
+        ``None`` while it is live or when this party closed the channel itself."""
+        state = self.peer_table.state(peer)
+        if state in (LinkState.FINISHED, LinkState.LOST, LinkState.REFUSED):
+            return PeerUnavailableError(peer, self.peer_table.reason(peer))
+        return None
 
     def _store(self, src: str, object_id: ObjectId) -> asyncio.Future[Any] | None:
         fut = self.future(object_id, src)
@@ -88,45 +82,35 @@ class Inbound:
             fut.set_exception(error)
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None:
+        """``src`` stopped on an error: every pending get raises that error; shut down."""
         error = info.to_exception()
-        self.log.error("party %s aborted: %s", src, error)
-        self._peer_state[src] = PeerState.ABORTED
-        self.fail_pending(error, owners=self._peer_state)
+        self.log.error("party %s aborted: %s", src, str(error).splitlines()[0])
+        self.fail_pending(error)
         self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
+        self.peer_table.fire(src, LinkEvent.GOODBYE, f"{src} aborted: {error}")
 
-    def deliver_goodbye(self, src: str) -> None:
-        self.log.debug("%s finished", src)
-        self.transport.links[src].peer_finished()
-        why = f"{src} shut down before sending what {self.party} awaits"
-        self._unreachable(src, PeerState.FINISHED, why)
+    def peer_over(self, peer: str, state: LinkState, reason: str) -> None:
+        """The listener of :class:`~silo.peers.Peers`: ``peer`` reached a terminal ``state``.
 
-    def peer_lost(self, peer: str, reason: str) -> None:
-        """The peer vanished: fail what we await from anyone (the job is broken) and shut down.
-
-        During a shutdown already under way, only what we await from that peer fails.
+        What this party awaits from the peer fails with :class:`PeerUnavailableError` naming it,
+        now and whenever it is first awaited later. A peer lost after it was heard from, or one
+        that refused our channel, breaks the job: every pending get fails with that error and
+        this party shuts down on it (its ABORT carries the error, so every other party raises
+        ``PeerUnavailableError`` naming the same peer). A peer that finished, or that was never
+        heard from at all, fails only what depends on it; the runtime goes on.
         """
-        error = self._unreachable(peer, PeerState.LOST, reason)
-        if error is not None and self.shutdown_request is None:
-            self.log.error("%s", error)
-            self.fail_pending(error, owners=self._peer_state)
-            self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
-
-    def peer_silent(self, peer: str, reason: str) -> None:
-        """Fail what this party awaits from a peer that never came; the runtime goes on."""
-        if self._unreachable(peer, PeerState.SILENT, reason) is not None:
-            self.log.error("%s", reason)
-
-    def _unreachable(self, peer: str, state: PeerState, reason: str) -> PeerUnavailableError | None:
-        """A live peer will send nothing more: fail what we await from it, now and later.
-
-        Returns the error, or ``None`` if the peer was no longer live.
-        """
-        if self._peer_state[peer] is not PeerState.LIVE:
-            return None
-        self._peer_state[peer] = state
-        error = self._unavailable[peer] = PeerUnavailableError(peer, reason)
+        error = self.unavailable(peer)
+        if error is None:
+            return
         self.fail_pending(error, owners=(peer,))
-        return error
+        if state is LinkState.FINISHED:
+            self.log.debug("%s", reason)
+            return
+        self.log.error("%s", reason)
+        breaks_job = state is LinkState.REFUSED or self.peer_table.record(peer).ever_heard
+        if breaks_job and self.shutdown_request is None:
+            self.fail_pending(error)
+            self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
 
     def fail_pending(self, error: BaseException, *, owners: Container[str] | None = None) -> None:
         """Fail every object still awaited, or only those owned by ``owners``."""

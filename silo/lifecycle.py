@@ -3,8 +3,8 @@
 The teardown is attached to the runtime's :class:`~silo.shutdown.ShutdownFuture`, so it runs once,
 with the reason of whoever asked first:
 
-* intended: wait for this party's calls and pending sends (flush), then close every peer's
-  websocket with the goodbye close code;
+* intended: wait for this party's calls and pending sends (flush), then send every peer still
+  up a GOODBYE frame and wait for its acknowledgement (bounded), then close;
 * an error (the program's, a peer's, a signal, a sending failure): fail every pending object with
   the error, broadcast an ABORT frame to every peer still there, and drop pending sends unless
   ``continue_waiting_for_data_sending_on_error`` is set.
@@ -13,8 +13,9 @@ Then, in every case and whatever failed before: stop actors and worker threads, 
 channel, restore the loop's signal and exception handlers, leave the registry, mark the runtime
 finished. With ``exit_on_sending_failure`` and a sending failure, the process then exits with
 status 1 (``SystemExit`` raised from a loop callback, which ends ``asyncio.run`` however the
-program was parked). After SIGINT or SIGTERM, the task that called ``init`` is cancelled; the
-end of ``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
+program was parked; ``runtime.exit_process`` instead where set, as ``silo.fed`` does). After
+SIGINT or SIGTERM, the task that called ``init`` is cancelled; the end of
+``async with silo.init(...)`` turns that into ``KeyboardInterrupt`` (SIGINT) or
 ``SystemExit(143)`` (SIGTERM), as the signal would have done without silo.
 """
 
@@ -29,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
-from .inbound import PeerState
 from .shutdown import Reason, ShutdownRequest
 from .wire import ErrorInfo
 
@@ -172,10 +172,6 @@ async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
         await asyncio.wait(pending, timeout=1.0)
 
 
-def _live_peers(runtime: Runtime) -> list[str]:
-    return [p for p in runtime.peers if runtime.peer_state(p) is PeerState.LIVE]
-
-
 async def _broadcast_abort(runtime: Runtime, info: ErrorInfo) -> None:
     """Tell every peer still there that this party stopped on an error; bounded per peer."""
 
@@ -189,7 +185,7 @@ async def _broadcast_abort(runtime: Runtime, info: ErrorInfo) -> None:
                 "the error broadcast to %s timed out after %s s", peer, _BROADCAST_TIMEOUT
             )
 
-    await asyncio.gather(*(one(p) for p in _live_peers(runtime)))
+    await asyncio.gather(*(one(p) for p in runtime.peer_table.live()))
 
 
 async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
@@ -216,7 +212,7 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
         await _release(runtime, goodbye=not request.reason.is_error)
         if request.reason is Reason.SENDING_FAILURE and runtime.comm.exit_on_sending_failure:
             log.error("exit_on_sending_failure: exiting with status 1")
-            runtime.loop.call_soon(_exit_process)
+            runtime.loop.call_soon(runtime.exit_process or _exit_process)
         elif (
             request.reason is Reason.SIGNAL
             and runtime.main_task is not None
@@ -230,6 +226,7 @@ async def _stop_cleanly(runtime: Runtime) -> None:
         actor.finish()
     while runtime.pending_calls or runtime.pending_sends or runtime.actor_tasks:
         await asyncio.wait([*runtime.pending_calls, *runtime.pending_sends, *runtime.actor_tasks])
+    await runtime.transport.say_goodbye(min(runtime.comm.timeout_s, _BROADCAST_TIMEOUT))
 
 
 async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:

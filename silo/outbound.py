@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 from .config import CrossSiloCommConfig
 from .errors import FrameRejected, SendingFailure, SerializationError
 from .graph import FedObject
-from .inbound import PeerState
 from .log import PartyLogger
+from .peers import LinkState, Peers
 from .shutdown import Reason
 from .wire import ErrorInfo, ObjectId
 
@@ -37,7 +37,7 @@ class Outbound:
     _asked: set[ObjectId]
     _pushed: set[tuple[ObjectId, str]]
     _sends: set[asyncio.Task[Any]]
-    _peer_state: dict[str, PeerState]
+    peer_table: Peers
     _handler: Callable[[SendingFailure], object] | None
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
@@ -72,7 +72,7 @@ class Outbound:
         if key in self._pushed:
             return
         self._pushed.add(key)
-        if self._peer_state[peer] is not PeerState.LIVE:
+        if not self.peer_table.is_live(peer):
             return
         fut = self.future(object_id, self.party)
         self.spawn(self._push(object_id, peer, fut), f"silo-push-{object_id}-{peer}", self._sends)
@@ -89,8 +89,11 @@ class Outbound:
             self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
             await self._send_error(peer, object_id, exc)
         except SendingFailure as exc:
+            if self.peer_table.state(peer) is LinkState.FINISHED:
+                self.log.debug("object %s not sent: %s finished", object_id, peer)
+                return
             self.sending_failure(exc)
-            if not isinstance(exc, FrameRejected):
+            if not isinstance(exc, FrameRejected) and self.peer_table.is_live(peer):
                 # The value did not arrive: tell the peer on the control path, so it raises
                 # instead of waiting for it.
                 await self._send_error(peer, object_id, exc)
@@ -100,6 +103,8 @@ class Outbound:
         try:
             await self.transport.send_error(peer, object_id, info)
         except SendingFailure as failure:
+            if self.peer_table.state(peer) is LinkState.FINISHED:
+                return
             self.log.error(
                 "the error frame for object %s could not be delivered: %s will not "
                 "learn of the error from us",
@@ -109,12 +114,14 @@ class Outbound:
             self.sending_failure(failure)
 
     def sending_failure(self, failure: SendingFailure) -> None:
-        """Record a sending failure; the handler runs once, for the first."""
+        """Record a sending failure; the handler runs once, for the first.
+
+        The peer's state is not changed here: the link and the heartbeats decide whether it is
+        over, and a peer that is over is sent nothing more.
+        """
         from . import lifecycle
 
         self.log.error("sending failure: %s", failure)
-        if self._peer_state.get(failure.peer) is PeerState.LIVE:
-            self._peer_state[failure.peer] = PeerState.UNREACHABLE
         self.sending_failures.append(failure)
         if len(self.sending_failures) == 1:
             lifecycle.run_failure_handler(cast("Runtime", self), self._handler, failure)

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -23,22 +24,23 @@ from .config import Address, Config, TLSConfig
 from .errors import (
     FedRemoteError,
     GetTimeoutError,
-    PeerUnavailableError,
     RuntimeClosedError,
     SendingFailure,
     SiloError,
 )
 from .execution import Execution
 from .graph import FedObject, find_objects
-from .inbound import Inbound, PeerState
+from .inbound import Inbound
+from .intake import Admission, Intake
 from .log import party_logger
 from .outbound import Outbound
+from .peers import Peers
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .transport import Transport
 from .wire import ObjectId
 from .workers import WorkerPool
 
-__all__ = ["PeerState", "Runtime"]
+__all__ = ["Runtime"]
 
 _tokens = itertools.count(1)
 
@@ -71,14 +73,16 @@ class Runtime(Inbound, Outbound, Execution):
         self._seq = itertools.count(1)
         self._objects: dict[ObjectId, asyncio.Future[Any]] = {}
         self._owner_of: dict[ObjectId, str] = {}
+        self.intake = Intake.for_limit(party, self.comm.messages_max_size_in_bytes)
         self._asked: set[ObjectId] = set()
         self._pushed: set[tuple[ObjectId, str]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         self._sends: set[asyncio.Task[Any]] = set()
         self._actor_tasks: set[asyncio.Task[Any]] = set()
         self._actors: dict[int, Actor] = {}
-        self._peer_state = dict.fromkeys(self.peers, PeerState.LIVE)
-        self._unavailable: dict[str, PeerUnavailableError] = {}
+        #: The one source of truth for every peer's state, shared with the transport.
+        self.peer_table = Peers(self.peers, timeout_s=self.comm.timeout_s, clock=time.monotonic)
+        self.peer_table.subscribe(self.peer_over)
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -93,6 +97,10 @@ class Runtime(Inbound, Outbound, Execution):
         self._aux: set[asyncio.Task[Any]] = set()
         self._coroutine_functions: dict[object, bool] = {}
         self._prev_exception_handler: Any = None
+        #: Called on the loop after the teardown when ``exit_on_sending_failure`` ends the
+        #: process; ``None`` raises ``SystemExit(1)`` there. ``silo.fed`` sets its own, since its
+        #: loop runs on a background thread where ``SystemExit`` would end only that thread.
+        self.exit_process: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,6 +138,7 @@ class Runtime(Inbound, Outbound, Execution):
             sink=self,
             comm=self.comm,
             log=self.log,
+            peer_table=self.peer_table,
             tls=self._tls,
             sock=self._sock,
         )
@@ -260,8 +269,9 @@ class Runtime(Inbound, Outbound, Execution):
             fut = self.loop.create_future()
             self._objects[object_id] = fut
             self._owner_of[object_id] = owner
-            if owner in self._unavailable:
-                fut.set_exception(self._unavailable[owner])
+            unavailable = self.unavailable(owner) if owner != self.party else None
+            if unavailable is not None:
+                fut.set_exception(unavailable)
             elif owner != self.party and self._stopped_receiving():
                 fut.set_exception(self.shutdown_error())
         return fut
@@ -304,7 +314,22 @@ class Runtime(Inbound, Outbound, Execution):
         self._check_open()
         seq = next(self._seq)
         release = self._released
-        return [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
+        outputs = [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
+        for orphan in self.intake.issue(outputs):
+            self._forget(orphan)
+        return outputs
+
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        """Whether to keep what a frame from ``src`` carries for ``object_id`` (see
+        :mod:`silo.intake`): values for ids this party will never use are not kept."""
+        return self.intake.admit(src, object_id, nbytes, known=object_id in self._objects)
+
+    def _forget(self, object_id: ObjectId) -> None:
+        """Drop an entry nothing can ask for (a peer pushed an id no call here has)."""
+        fut = self._objects.pop(object_id, None)
+        self._owner_of.pop(object_id, None)
+        if fut is not None and fut.done() and not fut.cancelled():
+            fut.exception()
 
     def _released(self, object_id: ObjectId) -> None:
         """The program dropped its last handle to an object: forget the value once complete.

@@ -4,60 +4,38 @@ Large contiguous buffers (numpy arrays, bytes-likes exposing ``PickleBuffer``) a
 the pickle stream: they travel as separate segments and are handed back to the unpickler as
 buffers, so the receiver rebuilds an array directly over the memory it read into.
 
-``serializing_allowed_list`` is applied by :class:`AllowListUnpickler` for this job only; nothing
-global is patched.
+Every received value is rebuilt by :class:`SafeUnpickler`, which resolves only the built-in safe
+set of :mod:`silo.safe_globals` plus what ``serializing_allowed_list`` adds, for this job only;
+nothing global is patched. Only ``serializing_allowed_list: "*"`` (full trust) uses plain
+``pickle.loads``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import pickle
+import re
+import types
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import cloudpickle
 
 from .errors import SerializationError
+from .safe_globals import SAFE_GLOBALS, dangerous, dangerous_object, names_it
 
-__all__ = ["AllowListUnpickler", "dumps", "loads"]
-
-#: What every payload may need whatever the allow-list says: containers and cloudpickle's own
-#: reconstructors for plain values.
-_ALWAYS_ALLOWED: dict[str, frozenset[str]] = {
-    "builtins": frozenset(
-        {
-            "bool",
-            "bytearray",
-            "bytes",
-            "complex",
-            "dict",
-            "float",
-            "frozenset",
-            "int",
-            "list",
-            "range",
-            "set",
-            "slice",
-            "str",
-            "tuple",
-            "object",
-            "getattr",
-            "NoneType",
-        }
-    ),
-    "copyreg": frozenset({"_reconstructor"}),
-    "collections": frozenset({"OrderedDict", "defaultdict", "deque", "Counter"}),
-    "_codecs": frozenset({"encode"}),
-}
-
+__all__ = ["AllowList", "SafeUnpickler", "dumps", "loads"]
 
 #: Values whose pickle needs nothing of cloudpickle, for which plain pickle is much faster.
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def dumps(value: object) -> tuple[bytes, list[memoryview]]:
+def dumps(value: object, *, max_buffers: int | None = None) -> tuple[bytes, list[memoryview]]:
     """Serialise ``value``; returns the pickle stream and the out-of-band buffers, uncopied.
 
+    A value with more than ``max_buffers`` buffers has them all copied into the stream instead.
     Raises :class:`SerializationError` if the value cannot be pickled.
     """
     if type(value) in _PLAIN:
@@ -65,6 +43,9 @@ def dumps(value: object) -> tuple[bytes, list[memoryview]]:
     buffers: list[pickle.PickleBuffer] = []
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        if max_buffers is not None and len(buffers) > max_buffers:
+            buffers = []
+            data = cloudpickle.dumps(value, protocol=5)
     except Exception as exc:
         raise SerializationError(f"cannot serialise {type(value).__name__}: {exc}") from exc
     views: list[memoryview] = []
@@ -76,12 +57,34 @@ def dumps(value: object) -> tuple[bytes, list[memoryview]]:
     return data, views
 
 
-class AllowListUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only globals listed in ``allowed``.
+AllowList: TypeAlias = "Mapping[str, tuple[str, ...] | str] | str | None"
+"""``serializing_allowed_list`` as parsed: ``None`` (safe set only), ``{module: names or "*"}``
+(safe set plus these), or ``"*"`` (full trust: plain ``pickle.loads``)."""
 
-    ``allowed`` maps a module to ``"*"`` or a list of names. A module entry also admits its
-    submodules (``"numpy": "*"`` admits ``numpy._core.multiarray``), since libraries move their
-    reconstructors between private submodules across versions.
+#: Opcodes that name a global: GLOBAL, INST, EXT1, EXT2, EXT4, STACK_GLOBAL. A stream with none of
+#: these bytes anywhere can build only plain data (no callable is reachable), so it needs no check.
+_names_a_global = re.compile(rb"[ci\x82\x83\x84\x93]").search
+
+
+_BY_VALUE_HINT = (
+    " (cloudpickle rebuilds a function or class sent by value, such as one defined in __main__ or"
+    ' a notebook; only serializing_allowed_list "*" admits those)'
+)
+
+#: numpy's private package before and since numpy 2.
+_NUMPY_OLD, _NUMPY_NEW = "numpy.core.", "numpy._core."
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the safe set plus the names ``allowed`` adds.
+
+    ``allowed`` maps a module to ``"*"`` or a tuple of names. A module entry also admits its
+    submodules (``"numpy": "*"`` admits ``numpy.linalg``), since libraries move their classes
+    between private submodules across versions. A wildcard never admits what
+    :func:`~silo.safe_globals.dangerous` names, and no admission lets in an object that is
+    really a dangerous one (:func:`~silo.safe_globals.dangerous_object`) unless the list names
+    it (:func:`~silo.safe_globals.names_it`). A refusal raises :class:`SerializationError`
+    naming ``module.name``.
     """
 
     def __init__(
@@ -94,39 +97,82 @@ class AllowListUnpickler(pickle.Unpickler):
         super().__init__(file, buffers=buffers)
         self._allowed = allowed
 
-    def _is_allowed(self, module: str, name: str) -> bool:
-        if name in _ALWAYS_ALLOWED.get(module, ()):
-            return True
+    def _admission(self, module: str, name: str) -> str | None:
+        """``"listed"`` (named one by one), ``"wildcard"``, or ``None``: refused."""
         parts = module.split(".")
         for end in range(len(parts), 0, -1):
             names = self._allowed.get(".".join(parts[:end]))
             if names is None:
                 continue
-            if names == "*" or name in names:
-                return True
-        return False
+            if names != "*" and name in names:
+                return "listed" if end == len(parts) else "wildcard"
+            if names == "*" or "*" in names:
+                return "wildcard"
+        return None
 
     def find_class(self, module: str, name: str) -> Any:
-        if not self._is_allowed(module, name):
+        if name in SAFE_GLOBALS.get(module, ()):
+            return _safe_global(module, name)
+        admission = self._admission(module, name)
+        if admission is None:
+            hint = _BY_VALUE_HINT if module.split(".")[0] == "cloudpickle" else ""
             raise SerializationError(
-                f"refused to deserialise {module}.{name}: it is not in serializing_allowed_list"
+                f"refused to deserialise {module}.{name}: it is neither in silo's safe set "
+                f"nor in serializing_allowed_list{hint}"
             )
-        return super().find_class(module, name)
+        if admission == "wildcard" and dangerous(module, name):
+            raise SerializationError(
+                f"refused to deserialise {module}.{name}: it can reach arbitrary code, so a "
+                f'wildcard never admits it; list it by name ({{"{module}": ["{name}"]}}) only '
+                f"if you trust every peer with this party's process"
+            )
+        obj = super().find_class(_import(module).__name__, name)
+        real = dangerous_object(obj)
+        if real is not None and not (admission == "listed" and names_it(module, name, real)):
+            raise SerializationError(
+                f"refused to deserialise {module}.{name}: it is {real}, which can reach "
+                f"arbitrary code; list {real} by name only if you trust every peer"
+            )
+        return obj
 
 
-def loads(
-    data: bytes | memoryview,
-    buffers: Sequence[Any],
-    allowed: Mapping[str, tuple[str, ...] | str] | None,
-) -> object:
-    """Rebuild a value from :func:`dumps` output, under ``allowed`` when it is set.
+def _import(module: str) -> types.ModuleType:
+    """Import ``module``, taking numpy's private modules from where this numpy keeps them.
 
-    Raises :class:`SerializationError` when a global is refused or the stream is corrupt.
+    numpy 2 moved ``numpy.core`` to ``numpy._core`` (the old name warns) and numpy 1.x may lack
+    the new one: a peer on the other major version names the other module.
+    """
+    if module.startswith(_NUMPY_OLD):
+        try:
+            return importlib.import_module(_NUMPY_NEW + module[len(_NUMPY_OLD) :])
+        except ImportError:
+            pass
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if not module.startswith(_NUMPY_NEW):
+            raise
+        return importlib.import_module(_NUMPY_OLD + module[len(_NUMPY_NEW) :])
+
+
+@functools.cache
+def _safe_global(module: str, name: str) -> Any:
+    """A name of the safe set, resolved once per process (the set is fixed and small)."""
+    return getattr(_import(module), name)
+
+
+def loads(data: bytes | memoryview, buffers: Sequence[Any], allowed: AllowList) -> object:
+    """Rebuild a value from :func:`dumps` output with the restricted unpickler.
+
+    ``allowed`` adds to the safe set (see :data:`AllowList`); ``"*"`` skips every check.
+    Raises :class:`SerializationError` naming ``module.name`` when a global is refused, and
+    when the stream is corrupt.
     """
     try:
-        if allowed is None:
+        if _names_a_global(data) is None or allowed == "*":
             return pickle.loads(data, buffers=buffers)
-        return AllowListUnpickler(io.BytesIO(data), buffers=buffers, allowed=allowed).load()
+        extra = allowed if isinstance(allowed, Mapping) else {}
+        return SafeUnpickler(io.BytesIO(data), buffers=buffers, allowed=extra).load()
     except SerializationError:
         raise
     except Exception as exc:

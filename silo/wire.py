@@ -15,11 +15,16 @@ ERROR      ``[origin, type_name, message, traceback]`` (the last three may be ni
 ABORT      as ERROR, not tied to an object: the sender's program failed
 ACK        nil: the receiver stored message ``msg_id``
 REJECT     a reason string: the receiver refused ``msg_id`` for good
+HEARTBEAT  nil or a small map (room for the sender's activity): sent by both ends of every
+           websocket every ``heartbeat_interval_ms``; never answered
+GOODBYE    nil: the sender finished cleanly and will send nothing more; answered ACK
 =========  ==========================================================================
 
-A clean shutdown needs no frame: the party closes every peer's websocket with close code
-``CLOSE_GOODBYE`` (4000) after its last data was acknowledged. Any other end of a websocket,
-including a process that died, means the peer is lost.
+ERROR and ABORT frames about a lost peer carry ``type_name`` :data:`PEER_UNAVAILABLE` and the
+reason as ``message`` (whatever ``expose_error_trace`` says), so every party raises
+``PeerUnavailableError`` naming the lost party. A clean shutdown is told by the GOODBYE frame,
+acknowledged before the websockets close: close codes (``CLOSE_GOODBYE``, ``CLOSE_ABORT``) are
+informative only, since a TLS close may be lost on the way.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from . import serde
-from .errors import FedRemoteError, ProtocolError, RemoteCause
+from .errors import FedRemoteError, PeerUnavailableError, ProtocolError, RemoteCause
 
 __all__ = [
     "CLOSE_ABORT",
     "CLOSE_GOODBYE",
+    "PEER_UNAVAILABLE",
     "PROTOCOL_VERSION",
     "ErrorInfo",
     "Header",
@@ -57,8 +63,13 @@ __all__ = [
 PROTOCOL_VERSION = 1
 CLOSE_GOODBYE = 4000
 CLOSE_ABORT = 4001
+#: The remote type name that rebuilds a :class:`PeerUnavailableError` on receipt.
+PEER_UNAVAILABLE = "silo.PeerUnavailableError"
 PREFIX = struct.Struct("!I")
 MAX_HEADER = 1 << 20
+#: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
+#: length, so their number is bounded too. A value with more travels with them in its pickle.
+MAX_BUFFERS = 1 << 16
 
 ObjectId = tuple[int, int]
 
@@ -69,6 +80,8 @@ class Kind(IntEnum):
     ABORT = 3
     ACK = 4
     REJECT = 5
+    HEARTBEAT = 6
+    GOODBYE = 7
 
 
 _SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -97,6 +110,8 @@ class ErrorInfo:
     traceback: str | None = None
 
     def to_exception(self) -> FedRemoteError:
+        if self.type_name == PEER_UNAVAILABLE:
+            return PeerUnavailableError(self.origin, self.message or "")
         cause = None
         if self.type_name is not None:
             cause = RemoteCause(self.type_name, self.message or "", self.traceback or "")
@@ -104,7 +119,12 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, party: str, expose: bool) -> ErrorInfo:
-        """Describe ``exc`` raised in ``party``; a cascading FedRemoteError keeps its origin."""
+        """Describe ``exc`` raised in ``party``; a cascading FedRemoteError keeps its origin.
+
+        A :class:`PeerUnavailableError` always crosses with its reason, so it is rebuilt as such.
+        """
+        if isinstance(exc, PeerUnavailableError):
+            return cls(exc.src_party, PEER_UNAVAILABLE, exc.reason, None)
         if isinstance(exc, FedRemoteError):
             if expose and exc.cause is not None:
                 return cls(
@@ -208,9 +228,13 @@ def _check_data_extra(extra: object) -> None:
         and isinstance(extra[0], int)
         and extra[0] >= 0
         and isinstance(extra[1], list)
+        and len(extra[1]) <= MAX_BUFFERS
         and all(isinstance(n, int) and n >= 0 for n in extra[1])
     ):
-        raise ProtocolError(f"malformed data layout: {extra!r:.200}")
+        raise ProtocolError(
+            f"malformed data layout (at most {MAX_BUFFERS} buffers of non-negative length): "
+            f"{extra!r:.200}"
+        )
 
 
 def decode_header(raw: bytes | memoryview) -> Header:
@@ -241,6 +265,10 @@ def decode_header(raw: bytes | memoryview) -> Header:
         _check_data_extra(extra)
     elif kind is Kind.REJECT and not isinstance(extra, str):
         raise ProtocolError("reject frame without a reason")
+    elif kind is Kind.HEARTBEAT and not (
+        extra is None or (isinstance(extra, dict) and all(isinstance(k, str) for k in extra))
+    ):
+        raise ProtocolError(f"malformed heartbeat fields: {extra!r:.200}")
     return Header(kind, job, src, msg_id, seq, index, extra, version)
 
 
@@ -265,7 +293,7 @@ def decode_frame(frame: bytes | memoryview) -> tuple[Header, memoryview]:
 
 def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: object) -> OutFrame:
     """A DATA frame for ``value``; large buffers stay as uncopied segments."""
-    data, buffers = serde.dumps(value)
+    data, buffers = serde.dumps(value, max_buffers=MAX_BUFFERS)
     header = Header(
         Kind.DATA,
         job,
@@ -281,7 +309,7 @@ def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: obj
 def encode_control(
     kind: Kind, job: str, src: str, msg_id: int = 0, object_id: ObjectId = (0, 0), extra: Any = None
 ) -> OutFrame:
-    """A frame with no body (ERROR, ABORT, ACK, REJECT)."""
+    """A frame with no body (ERROR, ABORT, ACK, REJECT, HEARTBEAT, GOODBYE)."""
     header = Header(kind, job, src, msg_id, object_id[0], object_id[1], extra)
     return OutFrame(header, encode_header(header), ())
 
@@ -289,7 +317,7 @@ def encode_control(
 def decode_data(
     header: Header,
     body: memoryview | Sequence[Any],
-    allowed: Mapping[str, tuple[str, ...] | str] | None,
+    allowed: Mapping[str, tuple[str, ...] | str] | str | None,
 ) -> object:
     """Rebuild the value of a DATA frame.
 

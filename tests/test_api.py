@@ -83,6 +83,33 @@ async def test_simulate_runs_each_party_with_its_own_runtime() -> None:
     assert await silo.simulate(main, ["alice", "bob"]) == {"alice": [15, 15], "bob": [15, 15]}
 
 
+@silo.remote
+def _shout(word: str) -> str:
+    print(f"worker says {word}")
+    return word
+
+
+async def test_simulate_prefixes_each_party_s_output(capsys: pytest.CaptureFixture[str]) -> None:
+    async def main(party: str) -> str:
+        print(f"hello from {party}")
+        print("no newline yet", end="")
+        print(" ... done")
+        return await silo.get(_shout.party(party).remote(party))
+
+    print("before")
+    assert await silo.simulate(main, ["alice", "bob"]) == {"alice": "alice", "bob": "bob"}
+    print("after")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "before" and lines[-1] == "after"
+    body = lines[1:-1]
+    for party in ("alice", "bob"):
+        assert f"[{party}] hello from {party}" in body
+        assert f"[{party}] no newline yet ... done" in body
+        assert f"[{party}] worker says {party}" in body
+    assert all(line.startswith(("[alice] ", "[bob] ")) for line in body), body
+    assert len(body) == 6
+
+
 async def test_simulate_raises_the_origin_error() -> None:
     async def main(party: str) -> None:
         await silo.get(fail.party("bob").remote())

@@ -120,17 +120,19 @@ async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
 
     config = {"cross_silo_comm": {"timeout_in_ms": 500, "http_header": {"X-Org": "alice-bank"}}}
     started = time.monotonic()
-    async with silo.init(
-        {"a": f"127.0.0.1:{port}", "deaf": deaf_peer.address},
-        "a",
-        config=config,
-        sending_failure_handler=handler,
-    ):
-        ident.party("deaf").remote(ident.party("a").remote(1))
-        await asyncio.wait_for(failed.wait(), 5)
+    # A peer that took the channel and then says nothing (no answer, no heartbeat) is lost.
+    with pytest.raises(silo.PeerUnavailableError, match="deaf was not heard from for 500 ms"):
+        async with silo.init(
+            {"a": f"127.0.0.1:{port}", "deaf": deaf_peer.address},
+            "a",
+            config=config,
+            sending_failure_handler=handler,
+        ):
+            ident.party("deaf").remote(ident.party("a").remote(1))
+            await asyncio.wait_for(failed.wait(), 5)
     assert time.monotonic() - started < 3
     assert len(failures) == 1
-    assert "no acknowledgement within 500 ms" in str(failures[0])
+    assert "deaf was not heard from for 500 ms" in str(failures[0])
     assert failures[0].peer == "deaf" and failures[0].object_id == (1, 0)
     assert SEEN_HEADERS and all(h.get("X-Org") == "alice-bank" for h in SEEN_HEADERS)
     assert all(h.get("X-Silo-Job") == "silo" and h.get("X-Silo-Party") == "a" for h in SEEN_HEADERS)

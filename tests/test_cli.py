@@ -378,12 +378,25 @@ def test_launcher_exits_1_when_a_party_fails(tmp_path: Path) -> None:
     assert done.returncode == 1, done
     assert "silo: party bob failed: RuntimeError: boom in bob" in done.stderr, done
     assert "silo: party alice failed: FedRemoteError occurred at bob" in done.stderr, done
-    assert "silo: 2 of 2 parties failed: alice (exit 1), bob (exit 1)" in done.stderr, done
+    summary = done.stderr.splitlines()[-3:]
+    assert summary[0] == "silo: 2 of 2 parties failed; bob failed first: RuntimeError: boom in bob"
+    assert summary[1].split() == [
+        "silo:",
+        "alice",
+        "exit",
+        "1",
+        *"FedRemoteError occurred at bob caused by RuntimeError: boom in bob".split(),
+    ]
+    assert summary[2].split() == ["silo:", "bob", "exit", "1", "RuntimeError:", "boom", "in", "bob"]
     lines = done.stderr.splitlines()
-    assert any(line.startswith("[bob]") and "in _run_party" in line for line in lines), (
-        "the origin party prints its traceback"
+    bob = [line for line in lines if line.startswith("[bob]")]
+    alice = [line for line in lines if line.startswith("[alice]")]
+    assert sum("Traceback (most recent call last)" in line for line in bob) == 1, done
+    assert any("in explode" in line for line in bob) and any("in main" in line for line in bob)
+    assert not any("/silo/" in line or "asyncio" in line for line in bob if "File " in line), (
+        "the origin party's traceback shows the user's frames, not silo's or asyncio's"
     )
-    assert not any(line.startswith("[alice]") and "in _run_party" in line for line in lines), (
+    assert not any("Traceback" in line for line in alice), (
         "a peer's failure is one line, not a local traceback"
     )
 

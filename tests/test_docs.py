@@ -13,8 +13,10 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -115,6 +117,70 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     for page in _nav_pages():
         built = site / "index.html" if page == "index.md" else site / page[:-3] / "index.html"
         assert built.is_file(), f"{page} was not built"
+    _check_built_site(site)
+
+
+class _Page(HTMLParser):
+    """The ids, links and external resources of one built page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.resources: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if "id" in values:
+            self.ids.add(values["id"])
+        if tag == "a" and "href" in values:
+            self.links.append(values["href"])
+        if tag in ("script", "img") and "src" in values:
+            self.resources.append(values["src"])
+        if tag == "link" and "href" in values:
+            self.resources.append(values["href"])
+        if tag == "table":
+            self.tables += 1
+
+
+def _check_built_site(site: Path) -> None:
+    """Every page reads offline (no resource fetched from another host), and every internal
+    link points at a built page and, if it names an anchor, at an element with that id."""
+    pages: dict[Path, _Page] = {}
+    for html in site.rglob("*.html"):
+        if html.parent.name == "search" or html.name == "404.html":
+            continue
+        parser = _Page()
+        parser.feed(html.read_text(encoding="utf-8"))
+        pages[html.resolve()] = parser
+    assert pages, "no page was built"
+    problems: list[str] = []
+    for html, page in pages.items():
+        where = html.relative_to(site.resolve())
+        problems += [
+            f"{where}: fetches {url}"
+            for url in page.resources
+            if "//" in urlsplit(url).netloc + url
+        ]
+        for link in page.links:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or link.startswith("mailto:"):
+                continue
+            target = html if not parts.path else (html.parent / parts.path).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if target.suffix != ".html":
+                if not target.exists():
+                    problems.append(f"{where}: link to missing file {link}")
+                continue
+            if target not in pages:
+                problems.append(f"{where}: link to missing page {link}")
+            elif parts.fragment and parts.fragment not in pages[target].ids:
+                problems.append(f"{where}: link to missing anchor {link}")
+    css = (site / "css" / "extra.css").read_text(encoding="utf-8")
+    assert "white-space: normal" in css and ".codehilite" in css
+    assert not problems, "\n".join(problems)
 
 
 def test_nav_lists_every_page_once() -> None:

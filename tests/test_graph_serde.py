@@ -35,7 +35,7 @@ def test_fed_object_identity_and_pickling_refused() -> None:
         pickle.dumps(a)
 
 
-def _round_trip(value: object, allowed: dict[str, tuple[str, ...] | str] | None) -> object:
+def _round_trip(value: object, allowed: serde.AllowList) -> object:
     data, buffers = serde.dumps(value)
     return serde.loads(data, [bytearray(b) for b in buffers], allowed)
 
@@ -50,8 +50,8 @@ def test_allow_list_admits_numpy_and_plain_containers() -> None:
 def test_allow_list_refuses_unlisted_globals_by_name() -> None:
     with pytest.raises(SerializationError, match=r"collections.namedtuple|tests|test_graph"):
         _round_trip(Point(1, 2), {"numpy": "*"})
-    with pytest.raises(SerializationError, match="not in serializing_allowed_list"):
-        _round_trip(np.arange(3), {"numpy.random": "*"})
+    with pytest.raises(SerializationError, match="nor in serializing_allowed_list"):
+        _round_trip(Point(1, 2), {"test_graph_serde.sub": "*"})
 
 
 def test_allow_list_by_name() -> None:
@@ -60,8 +60,8 @@ def test_allow_list_by_name() -> None:
         _round_trip(Point(1, 2), {"test_graph_serde": ["Other"]})
 
 
-def test_without_allow_list_anything_cloudpickle_makes_loads() -> None:
-    fn = _round_trip(lambda x: x * 2, None)
+def test_with_full_trust_anything_cloudpickle_makes_loads() -> None:
+    fn = _round_trip(lambda x: x * 2, "*")
     assert callable(fn) and fn(21) == 42
 
 

@@ -236,3 +236,22 @@ def test_a_certificate_names_its_san_dns_entries_or_else_its_common_name() -> No
         "bob",
         "bob.example.org",
     }
+
+
+def test_verify_identity_false_needs_a_ca_and_accepts_a_shared_certificate(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"verify_identity'\]: false needs 'ca_cert'"):
+        parse_tls_config(
+            {"peer_fingerprints": {"b": FP}, "cert": "c", "key": "k", "verify_identity": False}
+        )
+    make_tls_files(tmp_path, ["shared"])
+    shared = {
+        "ca_cert": str(tmp_path / "ca.pem"),
+        "cert": str(tmp_path / "shared.pem"),
+        "key": str(tmp_path / "shared.key"),
+    }
+    log = party_logger("alice", "job")
+    with pytest.raises(ConfigError, match="names 'shared', not this party 'alice'"):
+        PeerTrust(parse_tls_config(shared), party="alice", parties=["alice"], log=log)  # type: ignore[arg-type]
+    unverified = parse_tls_config({**shared, "verify_identity": False})
+    assert unverified is not None and not unverified.verify_identity
+    PeerTrust(unverified, party="alice", parties=["alice"], log=log)

@@ -1,4 +1,9 @@
-"""The channel between parties: an aiohttp server per party and a :class:`PeerLink` per peer."""
+"""The channel between parties: an aiohttp server per party and a :class:`PeerLink` per peer.
+
+The transport also watches the peers' silence: every ``heartbeat_interval_ms`` its monitor asks
+the shared :class:`~silo.peers.Peers` which live peer has not been heard from for
+``timeout_in_ms`` and declares it lost.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import socket
 from typing import Any
 
 from ..config import Address, CrossSiloCommConfig, TLSConfig
+from ..errors import SendingFailure
+from ..peers import LinkEvent, Peers
 from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
 from .base import FrameSink
 from .link import PeerLink
@@ -29,11 +36,16 @@ class Transport:
         sink: FrameSink,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
+        peer_table: Peers,
         tls: TLSConfig | None = None,
         sock: socket.socket | None = None,
     ) -> None:
         self._party = party
         self._job = job
+        self._comm = comm
+        self._log = log
+        self.peer_table = peer_table
+        self._monitor: asyncio.Task[None] | None = None
         peers = {p: a for p, a in addresses.items() if p != party}
         trust = PeerTrust(tls, party=party, parties=addresses, log=log) if tls else None
         self.server = Server(
@@ -44,6 +56,7 @@ class Transport:
             sink=sink,
             comm=comm,
             log=log,
+            peer_table=peer_table,
             trust=trust,
             sock=sock,
         )
@@ -55,7 +68,7 @@ class Transport:
                 address=a,
                 comm=comm,
                 log=log,
-                events=sink,
+                peers=peer_table,
                 ssl_context=trust.client_context(p, a) if trust else None,
             )
             for p, a in peers.items()
@@ -66,6 +79,16 @@ class Transport:
         await self.server.start()
         for link in self.links.values():
             link.start()
+        self._monitor = asyncio.get_running_loop().create_task(
+            self._watch_silence(), name=f"silo-monitor-{self._party}"
+        )
+
+    async def _watch_silence(self) -> None:
+        """Declare lost every live peer silent for ``timeout_in_ms``, checked every heartbeat."""
+        while True:
+            await asyncio.sleep(self._comm.heartbeat_s)
+            for peer, why in self.peer_table.silent():
+                self.peer_table.fire(peer, LinkEvent.SILENT, why)
 
     async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
         link = self.links[peer]
@@ -85,6 +108,25 @@ class Transport:
         )
         await link.send(frame, control=True)
 
+    async def say_goodbye(self, timeout: float) -> None:
+        """Tell every peer still up that this party finished; each GOODBYE is acknowledged.
+
+        Only peers whose link is open right now are told (the others were never reached or are
+        reconnecting: they will see this party lost after ``timeout_in_ms``). Bounded by
+        ``timeout``; a peer that cannot be told is logged.
+        """
+
+        async def one(peer: str) -> None:
+            link = self.links[peer]
+            frame = encode_control(Kind.GOODBYE, self._job, self._party, link.next_msg_id())
+            try:
+                await asyncio.wait_for(link.send(frame), timeout)
+            except (SendingFailure, asyncio.TimeoutError) as exc:
+                self._log.info("could not say goodbye to %s: %r", peer, exc)
+
+        table = self.peer_table
+        await asyncio.gather(*(one(p) for p in table.live() if self.links[p].connected))
+
     async def wait_peers(self, timeout: float) -> list[str]:
         """Wait until every peer's listener answered; returns the peers that did not in time."""
         results = await asyncio.gather(
@@ -96,6 +138,9 @@ class Transport:
         """Close links, then the server (saying goodbye if ``goodbye``); every step runs even if
         one fails."""
         errors: list[BaseException] = []
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
         for link in self.links.values():
             try:
                 await link.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..errors import SiloError
+from ..intake import Admission
 from ..wire import ErrorInfo, ObjectId
 
 __all__ = [
@@ -38,6 +39,10 @@ INLINE_LIMIT = 4 << 20
 class FrameSink(Protocol):
     """The receiving side of the runtime. Every method is synchronous and must not block."""
 
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        """Asked before a value or error of ``nbytes`` for ``object_id`` is decoded and
+        delivered: store it, drop it (it will never be used), or refuse it (REJECT)."""
+
     def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None: ...
 
     def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None: ...
@@ -46,12 +51,3 @@ class FrameSink(Protocol):
         """This party refused the object (not allowed, too large): it fails here too."""
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None: ...
-
-    def deliver_goodbye(self, src: str) -> None:
-        """The peer shut down cleanly (its websocket closed with ``CLOSE_GOODBYE``)."""
-
-    def peer_lost(self, peer: str, reason: str) -> None:
-        """The peer's process went away without saying goodbye."""
-
-    def peer_silent(self, peer: str, reason: str) -> None:
-        """The peer has not answered once since this party started, for ``timeout_in_ms``."""

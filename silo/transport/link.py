@@ -1,54 +1,75 @@
 """The sending side of the channel towards one peer.
 
 A :class:`PeerLink` owns one ``aiohttp.ClientSession`` for the runtime's whole life. It keeps a
-websocket open to the peer (reconnecting in the background while the peer is not up yet), sends
-small frames on it and matches the peer's ACK or REJECT answers by message id. Large frames and
-control frames go as HTTP requests on the same session, each answered by the peer.
+websocket open to the peer, sends small frames on it and matches the peer's ACK or REJECT
+answers by message id. Large frames and control frames go as HTTP requests on the same session.
 
-Every send is bounded by ``timeout_in_ms`` and retried per ``retry_policy``. Waiting for a peer
-that is not listening yet counts against the timeout only. A websocket that was up and drops
-without the peer's goodbye (close code ``CLOSE_GOODBYE``) is reconnected at once; if the peer no
-longer listens, it is lost.
+What the link knows about the peer lives in the shared :class:`~silo.peers.Peers`: the link feeds
+it events (connected, dropped, refused, anything heard) and obeys its verdict. While the peer is
+live (connecting, up, reconnecting) the link keeps trying; once the peer is over (finished, lost,
+refused, closed) every frame still waiting fails at once and the link stops.
+
+Deadlines, all from ``timeout_in_ms`` and ``heartbeat_interval_ms``:
+
+* every connection attempt (TCP, TLS, websocket handshake) is bounded by ``timeout_in_ms``;
+* a heartbeat goes out every ``heartbeat_interval_ms``; the peer's heartbeats come back on the
+  same websocket (and are judged by the transport's monitor);
+* a frame written but not acknowledged within ``timeout_in_ms`` breaks the connection, which is
+  reconnected (the frame is then replayed);
+* a large request body that stops moving for ``timeout_in_ms`` fails; while it moves, it has all
+  the time it needs.
+
+A dropped connection is retried with ``retry_policy``'s backoff, also after the link was up;
+frames not yet acknowledged are replayed on the new connection, in order, with their message ids,
+and the receiver delivers each id once. A frame is written at most ``max_attempts`` times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from ..config import Address, CrossSiloCommConfig
 from ..errors import FrameRejected, ProtocolError, SendingFailure
-from ..wire import CLOSE_GOODBYE, Header, Kind, OutFrame, decode_frame
+from ..peers import LinkEvent, LinkState, Peers
+from ..wire import PROTOCOL_VERSION, Header, Kind, OutFrame, decode_frame, encode_control
 from .base import (
     CONTROL_PATH,
     DATA_PATH,
     HEADER_JOB,
-    HEADER_OBJECT,
     HEADER_PARTY,
     HEADER_PROTOCOL,
     HEADER_REFUSAL,
     INLINE_LIMIT,
     WS_PATH,
-    FrameSink,
 )
+from .upload import Broken, Stalled, post_frame
 
 __all__ = ["PeerLink"]
 
-_STREAM_CHUNK = 4 << 20
-_HEARTBEAT_S = 10.0
-_REFUSAL_GRACE_S = 1.0
+_REFUSAL_GRACE_S = 2.0
 _CONNECT_BACKOFF_S = 0.005
 _REFUSED_STATUSES = frozenset({400, 403, 409, 411, 413})
 
 
-class _Broken(Exception):
-    """The websocket closed while a frame waited for its answer; the send is retried."""
+@dataclass(eq=False)
+class _Pending:
+    """A websocket frame waiting for its answer."""
+
+    frame: OutFrame
+    answer: asyncio.Future[Header]
+    attempts: int = 0
+    #: The connection it was last written on (-1: not yet), and when.
+    generation: int = -1
+    written_at: float = 0.0
+    object_id: tuple[int, int] | None = None
 
 
 class PeerLink:
@@ -63,7 +84,7 @@ class PeerLink:
         address: Address,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
-        events: FrameSink,
+        peers: Peers,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.peer = peer
@@ -71,27 +92,26 @@ class PeerLink:
         self._job = job
         self._comm = comm
         self._log = log
-        self._events = events
+        self._peers = peers
         self._ssl = ssl_context
         scheme = "https" if ssl_context else "http"
         host = f"[{address.host}]" if ":" in address.host else address.host
         self._base = f"{scheme}://{host}:{address.port}"
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
+        self._generation = 0
+        #: Set while a websocket is open and every earlier frame has been written on it.
         self._connected = asyncio.Event()
-        self._settled = asyncio.Event()
-        self._answers: dict[int, asyncio.Future[Header]] = {}
+        #: Set once the peer is over (its state is terminal) or this link is closing.
+        self._over = asyncio.Event()
+        self._pending: dict[int, _Pending] = {}
         self._msg_ids = itertools.count(1)
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
-        self._finished = False
-        self._ever_connected = False
-        self._silence_reported = False
-        self._gone: str | None = None
-        self._refusal: str | None = None
         # The peer's port may still serve its previous job for a moment (init twice on the same
         # ports): a refusal becomes final only when it lasts this long.
         self._refusal_grace = min(_REFUSAL_GRACE_S, comm.timeout_s / 4)
+        peers.subscribe(self._peer_over)
 
     @property
     def connected(self) -> bool:
@@ -106,7 +126,7 @@ class PeerLink:
             **self._comm.http_header,
             HEADER_JOB: self._job,
             HEADER_PARTY: self._party,
-            HEADER_PROTOCOL: "1",
+            HEADER_PROTOCOL: str(PROTOCOL_VERSION),
         }
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=32)
         self._session = aiohttp.ClientSession(
@@ -118,19 +138,13 @@ class PeerLink:
             self._keep_connected(), name=f"silo-link-{self._party}-{self.peer}"
         )
 
-    def peer_finished(self) -> None:
-        """The peer said goodbye: its channel closing next is expected, not a loss."""
-        self._finished = True
-        self._settled.set()
-
     async def wait_connected(self, timeout: float) -> bool:
-        """Wait until the peer's listener answers; ``False`` on timeout or once the link is over
-        (the peer finished, was lost or refused us, or we are closing)."""
+        """Wait until the peer's listener answers; ``False`` on timeout or once the link is over."""
         if self._connected.is_set():
             return True
         waiters = [
             asyncio.ensure_future(self._connected.wait()),
-            asyncio.ensure_future(self._settled.wait()),
+            asyncio.ensure_future(self._over.wait()),
         ]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -144,8 +158,9 @@ class PeerLink:
         if self._closing:
             return
         self._closing = True
-        self._settled.set()
-        self._fail_answers(_Broken("closing"))
+        self._peers.fire(self.peer, LinkEvent.CLOSE, "this party closed the channel")
+        self._over.set()
+        self._fail_pending("this party is shutting down")
         try:
             if self._ws is not None:
                 await asyncio.wait_for(self._ws.close(), 1.0)
@@ -158,48 +173,23 @@ class PeerLink:
             if self._session is not None:
                 await self._session.close()
 
+    # ------------------------------------------------------------------ sending
+
     async def send(self, frame: OutFrame, *, control: bool = False) -> None:
         """Deliver ``frame`` and wait for the peer's acknowledgement.
 
-        Raises :class:`FrameRejected` if the peer refused it and :class:`SendingFailure` if it
-        was not acknowledged within ``timeout_in_ms`` after the retries. Cancellation abandons
-        the frame.
+        Raises :class:`FrameRejected` if the peer refused it, :class:`SendingFailure` once the
+        peer is over (finished, lost, refused, or this party closing) or after ``max_attempts``
+        writes. Cancellation abandons the frame.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._comm.timeout_s
-        policy = self._comm.retry_policy
-        object_id = frame.header.object_id if frame.header.kind in (Kind.DATA, Kind.ERROR) else None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._ready(deadline, object_id)
-                remaining = max(deadline - loop.time(), 0.001)
-                if control:
-                    await self._post(CONTROL_PATH, frame, remaining)
-                elif frame.nbytes > INLINE_LIMIT:
-                    await self._post(DATA_PATH, frame, remaining)
-                else:
-                    await self._send_inline(frame, remaining)
-                return
-            except asyncio.TimeoutError:
-                raise self._failure(
-                    f"no acknowledgement within {self._comm.timeout_in_ms} ms", object_id
-                ) from None
-            except (_Broken, aiohttp.ClientError, OSError) as exc:
-                if self._gone is not None:
-                    raise self._failure(self._gone, object_id) from exc
-                if attempt >= policy.max_attempts:
-                    raise self._failure(
-                        f"still failing after {attempt} attempts: {exc!r}", object_id
-                    ) from exc
-                delay = policy.backoff_s(attempt)
-                if loop.time() + delay >= deadline:
-                    raise self._failure(
-                        f"no acknowledgement within {self._comm.timeout_in_ms} ms: {exc!r}",
-                        object_id,
-                    ) from exc
-                await asyncio.sleep(delay)
+        if control or frame.nbytes > INLINE_LIMIT:
+            await self._post(CONTROL_PATH if control else DATA_PATH, frame)
+        else:
+            await self._send_inline(frame)
+
+    def _object_id(self, frame: OutFrame) -> tuple[int, int] | None:
+        kind = frame.header.kind
+        return frame.header.object_id if kind in (Kind.DATA, Kind.ERROR) else None
 
     def _failure(
         self, why: str, object_id: tuple[int, int] | None, rejected: bool = False
@@ -212,175 +202,256 @@ class PeerLink:
             object_id=object_id,
         )
 
-    async def _ready(self, deadline: float, object_id: tuple[int, int] | None) -> None:
-        """Return once the websocket is up; raise if the link is over or the deadline passes."""
-        self._raise_if_over(object_id)
-        if self._connected.is_set():
-            return
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining > 0 and await self.wait_connected(remaining):
-            return
-        self._raise_if_over(object_id)
-        raise self._failure(
-            f"{self.peer!r} did not answer within {self._comm.timeout_in_ms} ms", object_id
-        )
+    def _over_failure(self, object_id: tuple[int, int] | None) -> SendingFailure:
+        state = self._peers.state(self.peer)
+        reason = self._peers.reason(self.peer)
+        return self._failure(reason, object_id, rejected=state is LinkState.REFUSED)
 
-    def _raise_if_over(self, object_id: tuple[int, int] | None) -> None:
-        if self._refusal is not None:
-            raise self._failure(self._refusal, object_id, rejected=True)
-        if self._gone is not None:
-            raise self._failure(self._gone, object_id)
-        if self._closing:
-            raise self._failure("this party is shutting down", object_id)
-        if self._finished and not self._connected.is_set():
-            raise self._failure(f"{self.peer!r} has shut down", object_id)
-
-    async def _send_inline(self, frame: OutFrame, timeout: float) -> None:
-        ws = self._ws
-        if ws is None or ws.closed:
-            raise _Broken("websocket not open")
+    async def _send_inline(self, frame: OutFrame) -> None:
+        object_id = self._object_id(frame)
+        if self._over.is_set():
+            raise self._over_failure(object_id)
         msg_id = frame.header.msg_id
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Header] = loop.create_future()
-        self._answers[msg_id] = answer
-        # One timer rather than asyncio.wait_for: this is the hot path of every small frame.
-        timer = loop.call_later(timeout, _expire, answer)
+        answer: asyncio.Future[Header] = asyncio.get_running_loop().create_future()
+        pending = self._pending[msg_id] = _Pending(frame, answer, object_id=object_id)
         try:
-            await ws.send_bytes(frame.join())
+            ws = self._ws
+            if ws is not None and self._connected.is_set():
+                await self._write(ws, pending)
             header = await answer
         finally:
-            timer.cancel()
-            self._answers.pop(msg_id, None)
+            self._pending.pop(msg_id, None)
         if header.kind is Kind.REJECT:
-            raise self._failure(str(header.extra), frame.header.object_id, rejected=True)
+            raise self._failure(str(header.extra), object_id, rejected=True)
 
-    async def _post(self, path: str, frame: OutFrame, timeout: float) -> None:
-        assert self._session is not None
-        data: bytes | AsyncIterator[bytes | memoryview]
-        if frame.nbytes <= INLINE_LIMIT:
-            data = frame.join()
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool], pending: _Pending) -> None:
+        """Write ``pending`` on ``ws``; a broken socket is left to the reader to notice."""
+        if pending.attempts >= self._comm.retry_policy.max_attempts:
+            why = f"not acknowledged after {pending.attempts} attempts"
+            self._pending.pop(pending.frame.header.msg_id, None)
+            self._settle(pending, self._failure(why, pending.object_id))
+            return
+        loop = asyncio.get_running_loop()
+        pending.attempts += 1
+        pending.generation = self._generation
+        pending.written_at = loop.time()
+        try:
+            await ws.send_bytes(pending.frame.join())
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            self._log.debug("writing to %s failed: %r", self.peer, exc)
+        pending.written_at = loop.time()
+
+    @staticmethod
+    def _settle(pending: _Pending, outcome: Header | BaseException) -> None:
+        if pending.answer.done():
+            return
+        if isinstance(outcome, BaseException):
+            pending.answer.set_exception(outcome)
         else:
-            data = _stream(frame)
-        async with self._session.post(
-            self._base + path,
-            data=data,
-            headers={
-                "Content-Length": str(frame.nbytes),
-                HEADER_OBJECT: f"{frame.header.seq},{frame.header.index}",
-                "Content-Type": "application/octet-stream",
-            },
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            body = await resp.read()
-            if resp.status in _REFUSED_STATUSES:
-                text = body.decode("utf-8", "replace")
-                raise self._failure(text, frame.header.object_id, rejected=True)
-            if resp.status != 200:
-                raise _Broken(f"HTTP {resp.status} from {self.peer!r}")
+            pending.answer.set_result(outcome)
+
+    def _fail_pending(self, why: str, *, rejected: bool = False) -> None:
+        for pending in list(self._pending.values()):
+            self._settle(pending, self._failure(why, pending.object_id, rejected))
+
+    async def _post(self, path: str, frame: OutFrame) -> None:
+        """Send ``frame`` as an HTTP request, retried on a new connection when it breaks."""
+        object_id = self._object_id(frame)
+        policy = self._comm.retry_policy
+        attempt = 0
+        while True:
+            await self._ready(object_id)
+            attempt += 1
+            try:
+                await self._post_once(path, frame, object_id)
+                return
+            except Broken as exc:
+                if self._over.is_set():
+                    raise self._over_failure(object_id) from exc
+                if attempt >= policy.max_attempts:
+                    raise self._failure(
+                        f"still failing after {attempt} attempts: {exc}", object_id
+                    ) from exc
+                self._log.debug("request to %s failed, retrying: %s", self.peer, exc)
+                await asyncio.sleep(policy.backoff_s(attempt))
+
+    async def _ready(self, object_id: tuple[int, int] | None) -> None:
+        """Return once the websocket is up (the peer listens); raise once the peer is over."""
+        while not self._connected.is_set():
+            if self._over.is_set():
+                raise self._over_failure(object_id)
+            await self.wait_connected(self._comm.timeout_s)
+        if self._over.is_set():
+            raise self._over_failure(object_id)
+
+    async def _post_once(
+        self, path: str, frame: OutFrame, object_id: tuple[int, int] | None
+    ) -> None:
+        """One request; raises :class:`Broken` for a retry, :class:`SendingFailure` for good."""
+        assert self._session is not None
+        try:
+            status, body = await post_frame(
+                self._session, self._base + path, frame, self._comm.timeout_s
+            )
+        except Stalled:
+            raise self._failure(
+                f"no progress for {self._comm.timeout_in_ms} ms "
+                f"(the body stopped moving or no answer came)",
+                object_id,
+            ) from None
+        self._peers.heard(self.peer, outgoing=True)
+        if status in _REFUSED_STATUSES:
+            raise self._failure(body.decode("utf-8", "replace"), object_id, rejected=True)
+        if status != 200:
+            raise Broken(f"HTTP {status} from {self.peer!r}")
         try:
             header, _ = decode_frame(body)
         except ProtocolError as exc:
-            raise _Broken(f"malformed answer from {self.peer!r}: {exc}") from exc
+            raise Broken(f"malformed answer from {self.peer!r}: {exc}") from exc
         if header.kind is Kind.REJECT:
-            raise self._failure(str(header.extra), frame.header.object_id, rejected=True)
+            raise self._failure(str(header.extra), object_id, rejected=True)
+
+    # ------------------------------------------------------------------ the connection
+
+    def _peer_over(self, peer: str, state: LinkState, reason: str) -> None:
+        """The shared peer state became terminal: fail what waits and stop the connection."""
+        if peer != self.peer:
+            return
+        self._over.set()
+        self._connected.clear()
+        self._fail_pending(reason, rejected=state is LinkState.REFUSED)
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()
 
     async def _keep_connected(self) -> None:
-        """Connect, read answers until the websocket closes, and reconnect while it makes sense."""
+        """Connect, read until the websocket closes, and reconnect while the peer is live."""
         assert self._session is not None
+        loop = asyncio.get_running_loop()
         policy = self._comm.retry_policy
         attempt = 0
+        ever_connected = False
         first_refusal = 0.0
-        started = asyncio.get_running_loop().time()
-        while not self._closing:
+        refusal: aiohttp.WSServerHandshakeError | None = None
+        while not self._over.is_set():
             try:
-                ws = await self._session.ws_connect(
-                    self._base + WS_PATH,
-                    autoping=True,
-                    heartbeat=_HEARTBEAT_S,
-                    compress=0,
-                    max_msg_size=0,
+                ws = await asyncio.wait_for(
+                    self._session.ws_connect(
+                        self._base + WS_PATH,
+                        autoping=True,
+                        compress=0,
+                        max_msg_size=0,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+                    ),
+                    self._comm.timeout_s,
                 )
             except aiohttp.WSServerHandshakeError as exc:
                 attempt += 1
                 if exc.status in _REFUSED_STATUSES:
-                    now = asyncio.get_running_loop().time()
+                    refusal = exc
+                    now = loop.time()
                     first_refusal = first_refusal or now
                     if now - first_refusal >= self._refusal_grace:
-                        why = exc.headers.get(HEADER_REFUSAL) if exc.headers else None
-                        self._refusal = f"{self.peer!r} refused the channel: {why or exc.status}"
-                        self._log.error("%s", self._refusal)
-                        self._fail_answers(_Broken(self._refusal))
-                        self._settled.set()
+                        self._refused(exc)
                         return
                     await asyncio.sleep(min(policy.backoff_s(attempt), 0.1))
                     continue
-            except (aiohttp.ClientError, OSError) as exc:
-                if self._ever_connected and not self._finished:
-                    self._lose(
-                        f"the connection to {self.peer!r} was lost and it no longer "
-                        f"listens ({exc.__class__.__name__})"
-                    )
-                    return
+                self._peers.fire(self.peer, LinkEvent.DROPPED)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 attempt += 1
-                self._check_silence(started)
+                self._log.debug("connecting to %s failed: %r", self.peer, exc)
+                if refusal is not None and loop.time() - first_refusal >= self._refusal_grace:
+                    # It refused us, then stopped listening (it gave up on us) and did not come
+                    # back with this job within the grace.
+                    self._refused(refusal)
+                    return
+                self._peers.fire(self.peer, LinkEvent.DROPPED)
             else:
                 self._log.debug("connected to %s after %d failed attempts", self.peer, attempt)
-                attempt = 0
-                self._ws = ws
-                self._ever_connected = True
-                self._connected.set()
-                await self._read_answers(ws)
-                self._log.debug("websocket to %s closed (%s)", self.peer, ws.close_code)
-                self._connected.clear()
-                self._ws = None
-                self._fail_answers(_Broken("websocket closed"))
-                if ws.close_code == CLOSE_GOODBYE and not self._closing:
-                    self.peer_finished()
-                    self._events.deliver_goodbye(self.peer)
-                if self._finished:
+                attempt, first_refusal, refusal, ever_connected = 0, 0.0, None, True
+                await self._run_connection(ws)
+                if self._over.is_set():
                     return
-                continue
-            await asyncio.sleep(_connect_backoff(attempt, policy.max_backoff_ms))
+                self._log.info("the channel to %s dropped; reconnecting", self.peer)
+                self._peers.fire(self.peer, LinkEvent.DROPPED)
+            if ever_connected:
+                await asyncio.sleep(policy.backoff_s(attempt))
+            elif refusal is not None:
+                await asyncio.sleep(min(policy.backoff_s(attempt), 0.1))
+            else:
+                await asyncio.sleep(_connect_backoff(attempt, policy.max_backoff_ms))
 
-    def _check_silence(self, started: float) -> None:
-        """Tell the runtime once if the peer never answered within ``timeout_in_ms``."""
-        if self._ever_connected or self._silence_reported:
-            return
-        if asyncio.get_running_loop().time() - started >= self._comm.timeout_s:
-            self._silence_reported = True
-            self._events.peer_silent(
-                self.peer, f"{self.peer} did not answer within {self._comm.timeout_in_ms} ms"
-            )
+    def _refused(self, exc: aiohttp.WSServerHandshakeError) -> None:
+        why = exc.headers.get(HEADER_REFUSAL) if exc.headers else None
+        reason = (
+            f"{self.peer} refused the channel of {self._party} (job {self._job!r}, protocol "
+            f"{PROTOCOL_VERSION}): {why or f'HTTP {exc.status}'}"
+        )
+        self._peers.fire(self.peer, LinkEvent.REFUSED, reason)
+
+    async def _run_connection(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+        """Replay what waits, then read answers and send heartbeats until ``ws`` closes."""
+        self._generation += 1
+        generation = self._generation
+        self._peers.heard(self.peer, outgoing=True)
+        self._peers.fire(self.peer, LinkEvent.CONNECTED)
+        beats = asyncio.get_running_loop().create_task(self._heartbeats(ws, generation))
+        try:
+            while not ws.closed:
+                stale = [p for p in self._pending.values() if p.generation != generation]
+                if not stale:
+                    break
+                for pending in stale:
+                    await self._write(ws, pending)
+            self._ws = ws
+            self._connected.set()
+            await self._read_answers(ws)
+        finally:
+            self._connected.clear()
+            self._ws = None
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
+            if not ws.closed:
+                with contextlib.suppress(OSError, asyncio.TimeoutError, aiohttp.ClientError):
+                    await asyncio.wait_for(ws.close(), 1.0)
+
+    async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse[bool], generation: int) -> None:
+        """Send a heartbeat every interval; break the connection if an answer is overdue."""
+        loop = asyncio.get_running_loop()
+        beat = encode_control(Kind.HEARTBEAT, self._job, self._party).join()
+        while not ws.closed:
+            try:
+                await ws.send_bytes(beat)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                return
+            await asyncio.sleep(self._comm.heartbeat_s)
+            overdue = loop.time() - self._comm.timeout_s
+            if any(
+                p.generation == generation and p.written_at < overdue
+                for p in self._pending.values()
+            ):
+                self._log.warning(
+                    "%s did not acknowledge a frame within %d ms; reconnecting",
+                    self.peer,
+                    self._comm.timeout_in_ms,
+                )
+                await ws.close()
+                return
 
     async def _read_answers(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 continue
+            self._peers.heard(self.peer, outgoing=True)
             try:
                 header, _ = decode_frame(msg.data)
             except ProtocolError as exc:
                 self._log.warning("malformed answer from %s: %s", self.peer, exc)
                 continue
-            answer = self._answers.get(header.msg_id)
-            if answer is not None and not answer.done():
-                answer.set_result(header)
-
-    def _fail_answers(self, exc: Exception) -> None:
-        for answer in self._answers.values():
-            if not answer.done():
-                answer.set_exception(exc)
-        self._answers.clear()
-
-    def _lose(self, why: str) -> None:
-        self._gone = why
-        self._settled.set()
-        self._fail_answers(_Broken(why))
-        self._events.peer_lost(self.peer, why)
-
-
-def _expire(answer: asyncio.Future[Header]) -> None:
-    if not answer.done():
-        answer.set_exception(asyncio.TimeoutError())
+            if header.kind in (Kind.ACK, Kind.REJECT):
+                pending = self._pending.get(header.msg_id)
+                if pending is not None:
+                    self._settle(pending, header)
 
 
 def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:
@@ -388,12 +459,3 @@ def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:
     same network costs little), then back off to ``max_backoff_ms``."""
     delay: float = _CONNECT_BACKOFF_S * 2.0 ** max(0, attempt - 1)
     return min(delay, max(max_backoff_ms / 1000, _CONNECT_BACKOFF_S))
-
-
-async def _stream(frame: OutFrame) -> AsyncIterator[bytes | memoryview]:
-    """The frame's parts in slices, so the socket buffer never holds a whole large buffer."""
-    yield frame.head
-    for segment in frame.segments:
-        view = memoryview(segment).cast("B")
-        for start in range(0, len(view), _STREAM_CHUNK):
-            yield view[start : start + _STREAM_CHUNK]

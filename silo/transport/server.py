@@ -7,12 +7,18 @@ Three routes:
 * ``CONTROL_PATH``: error and abort frames, on a path of their own so they never wait
   behind data.
 
+Anything that arrives from a peer tells the shared :class:`~silo.peers.Peers` it was heard; this
+side of each websocket sends the peer a heartbeat every ``heartbeat_interval_ms``. A frame is
+delivered once per ``(source party, msg_id)``: a replay after a reconnection is acknowledged
+again but not delivered again. A GOODBYE frame marks its sender finished.
+
 Every request names its job and party in headers; a request or frame of another job is refused
 with a message naming both jobs. With TLS, the party a request claims to be must be one its
 connection's certificate names (:class:`~silo.transport.tls.PeerTrust`); without TLS it is taken
-from the header. Every frame's source must be the connection's party. An impostor is refused and
-logged once; nothing it sends reaches the runtime, so it can neither fail objects nor end the
-job. A body larger than ``messages_max_size_in_bytes`` is refused from its announced length,
+from the header. Every frame's source must be the connection's party, checked before anything
+else about the frame (duplicate detection included). An impostor is refused and logged once;
+nothing it sends reaches the runtime or the peer table, so it can neither fail objects nor end
+the job. A body larger than ``messages_max_size_in_bytes`` is refused from its announced length,
 before it is read.
 """
 
@@ -22,6 +28,7 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 import weakref
 from typing import Any
 
@@ -35,9 +42,12 @@ from ..errors import (
     SerializationError,
     TransportError,
 )
+from ..intake import Verdict
+from ..peers import LinkEvent, Peers
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
+    PROTOCOL_VERSION,
     Header,
     Kind,
     ObjectId,
@@ -58,12 +68,14 @@ from .base import (
     FrameSink,
 )
 from .bulk import receive_body
+from .prefault import PrefaultSlots
 from .tls import PeerTrust
 
 __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
+_REFUSAL_GRACE_S = 0.5
 #: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
 _WS_MAX = INLINE_LIMIT + (64 << 10)
 
@@ -83,7 +95,12 @@ class Server:
         log: logging.LoggerAdapter[Any],
         trust: PeerTrust | None = None,
         sock: socket.socket | None = None,
+        peer_table: Peers | None = None,
     ) -> None:
+        #: The runtime's shared peer states; a server used alone keeps its own.
+        self._peer_table = peer_table or Peers(
+            peers, timeout_s=comm.timeout_s, clock=time.monotonic
+        )
         self._party = party
         self._job = job
         self._peers = peers
@@ -97,7 +114,10 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._prefault_slots = PrefaultSlots()
         self._closed = False
+        self._first_refusal: dict[str, float] = {}
+        self._refusal_grace = min(_REFUSAL_GRACE_S, comm.timeout_s / 8)
 
     async def start(self) -> None:
         """Bind and listen. Raises :class:`AddressInUseError` naming the address if it is taken."""
@@ -137,8 +157,8 @@ class Server:
     async def aclose(self, *, goodbye: bool = True) -> None:
         """Close every peer's websocket, then the listener. Idempotent.
 
-        With ``goodbye``, the websockets close with ``CLOSE_GOODBYE``: this party finished
-        cleanly and its peers must not take the closing for a loss.
+        The close code (``CLOSE_GOODBYE`` with ``goodbye``, else ``CLOSE_ABORT``) is informative
+        only: peers learn of a clean end from the GOODBYE frame sent before.
         """
         if self._closed:
             return
@@ -159,8 +179,12 @@ class Server:
         """Check the request's protocol, job and party before reading anything else."""
         job = request.headers.get(HEADER_JOB)
         party = request.headers.get(HEADER_PARTY)
-        if request.headers.get(HEADER_PROTOCOL) != "1":
-            return _refusal(400, f"party {self._party!r} speaks silo protocol 1")
+        protocol = request.headers.get(HEADER_PROTOCOL)
+        if protocol != str(PROTOCOL_VERSION):
+            return _refusal(
+                400,
+                f"party {self._party!r} speaks silo protocol {PROTOCOL_VERSION}, not {protocol!r}",
+            )
         if job != self._job:
             return _refusal(409, self._job_mismatch(job))
         if party not in self._peers:
@@ -193,6 +217,27 @@ class Server:
         self._warn_once(text)
         return text
 
+    def _note_refusal(self, request: web.Request, refusal: web.Response) -> None:
+        """A peer of this job keeps dialing with another job or protocol: the job cannot run.
+
+        Its channel is refused for good once its handshakes have been refused for
+        ``refusal_grace`` (a peer still finishing a previous job on these ports stops sooner).
+        """
+        party = request.headers.get(HEADER_PARTY)
+        if party not in self._peers or refusal.status not in (400, 409):
+            return
+        now = asyncio.get_running_loop().time()
+        first = self._first_refusal.setdefault(party, now)
+        if now - first >= self._refusal_grace:
+            job = request.headers.get(HEADER_JOB)
+            protocol = request.headers.get(HEADER_PROTOCOL)
+            reason = (
+                f"{self._party} refused the channel of {party}: {party} runs job {job!r} "
+                f"(protocol {protocol}), {self._party} runs job {self._job!r} "
+                f"(protocol {PROTOCOL_VERSION})"
+            )
+            self._peer_table.fire(party, LinkEvent.REFUSED, reason)
+
     def _job_mismatch(self, job: str | None) -> str:
         return (
             f"a frame of job {job!r} was refused by party {self._party!r}, "
@@ -205,15 +250,22 @@ class Server:
         peer: str,
         value: object = None,
         decode_error: SerializationError | None = None,
+        size: int = 0,
     ) -> str | None:
-        """Hand a frame that arrived on ``peer``'s connection to the runtime. Returns a reason
-        to refuse it, or ``None``."""
+        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime.
+        Returns a reason to refuse it, or ``None``."""
         if header.job != self._job:
             return self._job_mismatch(header.job)
         impostor = self._impostor(header, peer)
         if impostor is not None:
             return impostor
+        if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
+            return None
         sink = self._sink
+        if header.kind is Kind.ERROR:
+            verdict, reason = self._admit(header.src, header.object_id, size)
+            if verdict is not Verdict.STORE:
+                return reason
         if header.kind is Kind.DATA:
             if decode_error is not None:
                 sink.deliver_refused(header.src, header.object_id, decode_error)
@@ -223,6 +275,10 @@ class Server:
             sink.deliver_error(header.src, header.object_id, header.error_info())
         elif header.kind is Kind.ABORT:
             sink.deliver_abort(header.src, header.error_info())
+        elif header.kind is Kind.GOODBYE:
+            self._log.debug("%s finished", header.src)
+            reason = f"{header.src} shut down before sending what {self._party} awaits"
+            self._peer_table.fire(header.src, LinkEvent.GOODBYE, reason)
         else:
             return f"unexpected {header.kind.name} frame"
         return None
@@ -235,17 +291,33 @@ class Server:
         )
 
     def _refuse_object(self, src: str, object_id: ObjectId, reason: str) -> None:
-        """The object will not arrive: fail it here too, so nobody waits for it."""
-        self._sink.deliver_refused(
-            src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
-        )
+        """The object will not arrive: fail it here too, so nobody waits for it (unless
+        nothing here will ever ask for it)."""
+        if self._admit(src, object_id, 0)[0] is Verdict.STORE:
+            self._sink.deliver_refused(
+                src, object_id, FrameRejected(reason, peer=src, object_id=object_id)
+            )
+
+    def _admit(self, src: str, object_id: ObjectId, size: int) -> tuple[Verdict, str | None]:
+        """Whether the runtime keeps what a frame carries for ``object_id``: the verdict and,
+        for a refusal, the reason to answer with (a drop is answered ACK)."""
+        admission = self._sink.admit(src, object_id, size)
+        if admission.verdict is Verdict.DROP:
+            self._log.debug("dropped object %s from %s: %s", object_id, src, admission.reason)
+        refusal = admission.reason if admission.verdict is Verdict.REFUSE else None
+        return admission.verdict, refusal
 
     def _receive_inline(self, frame: bytes, peer: str) -> tuple[int, str | None]:
         """Decode and dispatch one whole frame from ``peer``'s connection; returns
-        ``(msg_id, refusal or None)``."""
+        ``(msg_id, refusal or None)``.
+
+        A heartbeat returns msg_id 0: it is not answered.
+        """
         header, body = decode_frame(frame)
+        if header.kind is Kind.HEARTBEAT:
+            return 0, None
         if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header, peer)
+            return header.msg_id, self._dispatch(header, peer, size=len(frame))
         return header.msg_id, self._deliver_data(header, body, len(frame), peer)
 
     def _deliver_data(self, header: Header, body: Any, size: int, peer: str) -> str | None:
@@ -264,6 +336,9 @@ class Server:
             reason = self._too_large(size)
             self._refuse_object(header.src, header.object_id, reason)
             return reason
+        verdict, refusal = self._admit(header.src, header.object_id, size)
+        if verdict is not Verdict.STORE:
+            return refusal
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
@@ -280,32 +355,54 @@ class Server:
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)
         if refusal is not None:
+            self._note_refusal(request, refusal)
             return refusal
         ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
         peer = request.headers[HEADER_PARTY]
-        async for msg in ws:
-            if msg.type is not WSMsgType.BINARY:
-                if msg.type is WSMsgType.ERROR:
-                    self._log.warning("websocket from %s failed: %s", peer, ws.exception())
-                continue
-            try:
-                msg_id, refusal_text = self._receive_inline(msg.data, peer)
-            except ProtocolError as exc:
-                self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
-                await ws.close(code=1002, message=str(exc)[:120].encode())
-                break
-            try:
-                await ws.send_bytes(self._answer(msg_id, refusal_text))
-            except ConnectionError:
-                break
+        self._peer_table.heard(peer, outgoing=False)
+        beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.BINARY:
+                    if msg.type is WSMsgType.ERROR:
+                        self._log.warning("websocket from %s failed: %s", peer, ws.exception())
+                    continue
+                self._peer_table.heard(peer, outgoing=False)
+                try:
+                    msg_id, refusal_text = self._receive_inline(msg.data, peer)
+                except ProtocolError as exc:
+                    self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
+                    await ws.close(code=1002, message=str(exc)[:120].encode())
+                    break
+                if msg_id == 0:
+                    continue
+                try:
+                    await ws.send_bytes(self._answer(msg_id, refusal_text))
+                except ConnectionError:
+                    break
+        finally:
+            beats.cancel()
+            await asyncio.gather(beats, return_exceptions=True)
         return ws
+
+    async def _heartbeats(self, ws: web.WebSocketResponse) -> None:
+        """This side's heartbeat on a peer's websocket, every ``heartbeat_interval_ms`` (the
+        first one interval after the handshake, which the dialer already counts as heard)."""
+        beat = encode_control(Kind.HEARTBEAT, self._job, self._party).head
+        while not ws.closed:
+            await asyncio.sleep(self._comm.heartbeat_s)
+            try:
+                await ws.send_bytes(beat)
+            except (ConnectionError, RuntimeError):
+                return
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refuse(request)
         if refusal is not None:
             return refusal
+        self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
         length = request.content_length
         limit = self._comm.messages_max_size_in_bytes
         if length is None:
@@ -322,11 +419,16 @@ class Server:
             return web.Response(status=400, text="connection closed")
         try:
             header, parts = await receive_body(
-                transport, request.protocol, request.content.read_nowait(), length
+                transport,
+                request.protocol,
+                request.content.read_nowait(),
+                length,
+                timeout=self._comm.timeout_s,
+                slots=self._prefault_slots,
             )
         except ProtocolError as exc:
             self._log.warning(
-                "malformed data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
+                "dropped a data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
         peer = request.headers[HEADER_PARTY]
@@ -340,10 +442,19 @@ class Server:
         refusal = self._refuse(request)
         if refusal is not None:
             return refusal
+        self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
         if (request.content_length or 0) > _CONTROL_MAX:
             return web.Response(status=413, text="control frame too large")
         try:
-            header, _ = decode_frame(await request.read())
+            body = await asyncio.wait_for(request.read(), self._comm.timeout_s)
+        except asyncio.TimeoutError:
+            text = f"control frame incomplete after {self._comm.timeout_in_ms} ms"
+            self._log.warning(
+                "dropped a control frame from %s: %s", request.headers[HEADER_PARTY], text
+            )
+            return _closing(web.Response(status=408, text=text), request)
+        try:
+            header, _ = decode_frame(body)
             if header.kind is Kind.DATA:
                 raise ProtocolError("data frames do not belong on the control path")
         except ProtocolError as exc:
@@ -352,7 +463,8 @@ class Server:
         impostor = self._impostor(header, peer)
         if impostor is not None:
             return _refusal(403, impostor)
-        return web.Response(body=self._answer(header.msg_id, self._dispatch(header, peer)))
+        refusal_text = self._dispatch(header, peer, size=len(body))
+        return web.Response(body=self._answer(header.msg_id, refusal_text))
 
 
 def _object_id(text: str) -> ObjectId | None:

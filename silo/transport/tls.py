@@ -113,7 +113,8 @@ class PeerTrust:
         self._trusted: set[bytes] = set()
         self._reported: set[str] = set()
         own = _read_cert(tls)
-        self._check_own(own)
+        if tls.verify_identity:
+            self._check_own(own)
         self.server_context = self._context(ssl.PROTOCOL_TLS_SERVER)
         self.server_context.verify_mode = (
             ssl.CERT_REQUIRED if tls.ca_cert is not None else ssl.CERT_OPTIONAL
@@ -130,16 +131,21 @@ class PeerTrust:
         ctx.check_hostname = False
         if self.fingerprint_mode:
             ctx.verify_mode = ssl.CERT_NONE
+        if not self._tls.verify_identity:
+            return ctx
         ctx.sslobject_class = _CheckedObject
         ctx.silo_check = lambda obj: self._check_server(peer, address, obj)  # type: ignore[attr-defined]
         return ctx
 
     def client_refusal(self, ssl_object: ssl.SSLObject | None, claimed: str) -> str | None:
         """Why a request on this connection that claims to come from ``claimed`` is refused,
-        or ``None`` if the connection's certificate names ``claimed``, a party of the job."""
+        or ``None`` if the connection's certificate names ``claimed``, a party of the job (or,
+        without ``verify_identity``, if the CA signed it)."""
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if der is None:
             return f"refused a request that claims to come from {claimed!r}: no client certificate"
+        if not self._tls.verify_identity:
+            return None
         names = certified_names(der)
         if self.fingerprint_mode:
             owner = self._owner_of.get(fingerprint(der))

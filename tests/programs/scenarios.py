@@ -464,7 +464,7 @@ async def late_peer(party: str) -> None:
 @scenario
 async def parked(party: str) -> None:
     """alice parks after being ready; bob waits for a value alice will never send."""
-    async with init(party, config=comm(timeout_in_ms=60000)):
+    async with init(party, config=comm(timeout_in_ms=int(os.environ.get("TIMEOUT_MS", "60000")))):
         if party == "alice":
             x = slow.party("alice").remote(1)
             await silo.get(inc.party("bob").remote(0))
