@@ -15,6 +15,8 @@ from .config import (
     Config,
     TLSConfig,
     check_job_name,
+    check_plaintext,
+    check_tls_parties,
     parse_addresses,
     parse_config,
     parse_tls_config,
@@ -312,9 +314,11 @@ def init(
 ) -> _Init[Runtime]:
     """Start this party's runtime: ``rt = await silo.init(...)`` or ``async with silo.init(...)``.
 
-    Validates everything before binding: a bad argument raises :class:`ConfigError` naming it; a
-    taken listen address raises :class:`~silo.errors.AddressInUseError` naming it. Does not wait
-    for peers unless ``barrier_on_initializing`` is set.
+    Validates everything before binding: a bad argument raises :class:`ConfigError` naming it,
+    and so does an address that is not a loopback address when there is no ``tls_config`` (unless
+    ``config["allow_plaintext"]``); a taken listen address raises
+    :class:`~silo.errors.AddressInUseError` naming it. Does not wait for peers unless
+    ``barrier_on_initializing`` is set.
     """
     return _Init(
         lambda: _start(
@@ -343,6 +347,8 @@ async def _start(
     parsed_addresses = parse_addresses(addresses, party)
     parsed_config = parse_config(config)
     tls = parse_tls_config(tls_config)
+    check_tls_parties(tls, parsed_addresses, party)
+    check_plaintext(parsed_addresses, tls, parsed_config)
     job = check_job_name("silo" if job_name is None else job_name)
     if sending_failure_handler is not None and not callable(sending_failure_handler):
         raise ConfigError(

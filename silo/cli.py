@@ -1,4 +1,5 @@
-"""The command line: ``python -m silo run FILE.yaml [--party NAME]`` and ``silo check FILE.yaml``.
+"""The command line: ``python -m silo run FILE.yaml [--party NAME]``, ``silo check FILE.yaml`` and
+``silo certs FILE.yaml --out DIR`` (:mod:`silo.certs`).
 
 :func:`main` parses ``argv`` and returns the exit status instead of exiting, so tests call it.
 With a party chosen, ``run`` runs that party in this process; without one, and with every
@@ -50,7 +51,11 @@ federation file (YAML):
                                     optional; RayFed's key names, as in silo.init's config
   barrier_on_initializing: false    optional; wait until every peer answers
   tls: {ca_cert: ca.pem}            optional; then each party needs cert: and key: paths
-                                    (relative to the YAML) next to its address
+                                    (relative to the YAML) next to its address; or
+                                    tls: {peer_fingerprints: {alice: "sha256:..."}}
+                                    (`silo certs` makes the files and prints this section)
+  allow_plaintext: false            optional; without tls, every address must be loopback
+                                    unless this is true
   logging: {level: info}            optional; debug, info, warning, error or critical
 
 exit status:
@@ -72,6 +77,24 @@ terminated. With remote addresses and no party, pass --party.
 examples:
   python -m silo run examples/quickstart.yaml              every party, on this machine
   python -m silo run party.yaml --party alice              one party (one per machine)
+"""
+
+_CERTS_HELP = """\
+Make TLS keys and certificates for the parties of a federation file, then print the tls
+section to put in it. Every certificate names its party (subjectAltName DNS), which is how
+parties know who they talk to. An existing key is never overwritten: it is reused.
+
+  CA mode (default): DIR/ca.key, DIR/ca.pem, and per party DIR/NAME.key, DIR/NAME.pem signed
+  by the CA. Give each party its own key and certificate and ca.pem; keep ca.key secret.
+  --self-signed: per party DIR/NAME.key and a self-signed DIR/NAME.pem; prints the
+  fingerprints the parties exchange (tls: {peer_fingerprints: ...}). Each organisation can
+  make its own with --party NAME, so no key ever leaves its owner.
+
+exit status: 0 success, 2 bad configuration or a file that cannot be reused
+
+examples:
+  python -m silo certs examples/quickstart_tls.yaml --out examples/certs
+  python -m silo certs federation.yaml --out certs --self-signed --party alice
 """
 
 _CHECK_HELP = f"""\
@@ -123,6 +146,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("file", metavar="FILE.yaml", help="the federation file")
+    certs = commands.add_parser(
+        "certs",
+        help="make TLS keys and certificates for a federation file's parties",
+        description=_CERTS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    certs.add_argument("file", metavar="FILE.yaml", help="the federation file")
+    certs.add_argument("--out", metavar="DIR", required=True, help="where to write the files")
+    certs.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="one self-signed certificate per party, trusted by fingerprint (no CA)",
+    )
+    certs.add_argument(
+        "--party",
+        metavar="NAME",
+        action="append",
+        help="only this party's files (repeatable); default: every party",
+    )
+    certs.add_argument(
+        "--days", type=int, default=365, help="validity of the certificates (default 365)"
+    )
     return parser
 
 
@@ -140,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.file)
+        if args.command == "certs":
+            from .certs import run_certs
+
+            return run_certs(
+                args.file,
+                args.out,
+                self_signed=args.self_signed,
+                parties=args.party,
+                days=args.days,
+            )
         return _run(args.file, args.party, args.log_dir)
     except _Exit as exc:
         print(f"silo: {exc}", file=sys.stderr)
@@ -158,6 +213,7 @@ def main_entry() -> None:
 
 def _check(file: str) -> int:
     fed = load_federation(file)
+    fed.check_plaintext()
     for party in [fed.party] if fed.party else list(fed.parties):
         fed.tls_for(party)
     entry = _load_entry(fed, "program" if fed.party is None else f"party {fed.party}")
@@ -179,6 +235,7 @@ def _check(file: str) -> int:
 
 def _run(file: str, party: str | None, log_dir: Path | None = None) -> int:
     fed = load_federation(file)
+    fed.check_plaintext()
     chosen = fed.check_party(party) if party is not None else fed.party
     if chosen is not None:
         return _run_party(fed, chosen, log_dir)

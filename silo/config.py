@@ -7,9 +7,10 @@ naming the key path and what was expected. Key names follow RayFed so its users 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,12 @@ __all__ = [
     "RetryPolicy",
     "TLSConfig",
     "check_job_name",
+    "check_plaintext",
+    "check_tls_parties",
+    "is_loopback",
     "parse_addresses",
     "parse_config",
+    "parse_fingerprint",
     "parse_tls_config",
 ]
 
@@ -98,15 +103,25 @@ class Config:
 
     cross_silo_comm: CrossSiloCommConfig = field(default_factory=CrossSiloCommConfig)
     barrier_on_initializing: bool = False
+    allow_plaintext: bool = False
 
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """Mutual TLS: this party's certificate and key, and the CA that signs the peers'."""
+    """Mutual TLS: this party's certificate and key, and how the peers' are trusted.
 
-    ca_cert: str
+    Exactly one of ``ca_cert`` (the CA that signs every party's certificate) and
+    ``peer_fingerprints`` (``{party: "sha256:<64 hex digits>"}``, the SHA-256 of each party's
+    DER certificate, lower case) is set. ``verify_identity=False`` (CA mode only) accepts any
+    certificate the CA signed as any party: RayFed's shared certificates, which ``silo.fed``
+    accepts with a warning.
+    """
+
+    ca_cert: str | None
     cert: str
     key: str
+    peer_fingerprints: Mapping[str, str] | None = None
+    verify_identity: bool = True
 
 
 def _describe(value: object) -> str:
@@ -290,11 +305,14 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
     if isinstance(raw, Config):
         return raw
     given = _expect_mapping(path, raw)
-    _reject_unknown(path, given, {"cross_silo_comm", "barrier_on_initializing"})
+    _reject_unknown(path, given, {"cross_silo_comm", "barrier_on_initializing", "allow_plaintext"})
     return Config(
         cross_silo_comm=_parse_comm(f"{path}['cross_silo_comm']", given.get("cross_silo_comm", {})),
         barrier_on_initializing=_expect_bool(
             f"{path}['barrier_on_initializing']", given.get("barrier_on_initializing", False)
+        ),
+        allow_plaintext=_expect_bool(
+            f"{path}['allow_plaintext']", given.get("allow_plaintext", False)
         ),
     )
 
@@ -343,16 +361,117 @@ def parse_addresses(raw: object, party: object) -> dict[str, Address]:
     return addresses
 
 
+_FINGERPRINT = re.compile(r"^sha256:([0-9a-f]{2}(?::?[0-9a-f]{2}){31})$")
+
+
+def parse_fingerprint(path: str, raw: object) -> str:
+    """Normalise ``"sha256:<hex>"`` (64 hex digits, any case, ``:`` between bytes allowed) to
+    ``"sha256:<64 lower-case hex digits>"``; raise :class:`ConfigError` naming ``path``."""
+    match = _FINGERPRINT.match(raw.strip().lower()) if isinstance(raw, str) else None
+    if match is None:
+        raise ConfigError(
+            f"{path}: expected 'sha256:' and 64 hex digits (the SHA-256 of the DER "
+            f"certificate, as `silo certs --self-signed` prints it), got {_describe(raw)}"
+        )
+    return "sha256:" + match.group(1).replace(":", "")
+
+
 def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | None:
-    """Validate ``tls_config``: ``{"ca_cert": path, "cert": path, "key": path}``."""
+    """Validate ``tls_config``: ``{"cert": path, "key": path}`` and either ``"ca_cert": path``
+    or ``"peer_fingerprints": {party: "sha256:<hex>"}``.
+
+    Which parties the fingerprints must cover is checked by :func:`check_tls_parties`.
+    """
     if raw is None or isinstance(raw, TLSConfig):
         return raw
     given = _expect_mapping("tls_config", raw)
-    _reject_unknown("tls_config", given, {"ca_cert", "cert", "key"})
+    _reject_unknown(
+        "tls_config", given, {"ca_cert", "cert", "key", "peer_fingerprints", "verify_identity"}
+    )
     values: dict[str, str] = {}
-    for key in ("ca_cert", "cert", "key"):
+    for key in ("cert", "key"):
         value = given.get(key)
         if not isinstance(value, str) or not value:
             raise ConfigError(f"tls_config['{key}']: expected a file path, got {_describe(value)}")
         values[key] = value
-    return TLSConfig(**values)
+    ca_cert = given.get("ca_cert")
+    fingerprints = given.get("peer_fingerprints")
+    if (ca_cert is None) == (fingerprints is None):
+        raise ConfigError(
+            "tls_config: expected exactly one of 'ca_cert' (a CA signs every party's "
+            "certificate) and 'peer_fingerprints' (self-signed certificates), got "
+            + ("both" if ca_cert is not None else "neither")
+        )
+    if ca_cert is not None and (not isinstance(ca_cert, str) or not ca_cert):
+        raise ConfigError(f"tls_config['ca_cert']: expected a file path, got {_describe(ca_cert)}")
+    parsed: dict[str, str] | None = None
+    if fingerprints is not None:
+        path = "tls_config['peer_fingerprints']"
+        given_prints = _expect_mapping(path, fingerprints)
+        if not given_prints:
+            raise ConfigError(f"{path}: expected a fingerprint per party, got an empty mapping")
+        parsed = {
+            party: parse_fingerprint(f"{path}[{party!r}]", value)
+            for party, value in given_prints.items()
+        }
+    verify = _expect_bool("tls_config['verify_identity']", given.get("verify_identity", True))
+    if not verify and parsed is not None:
+        raise ConfigError(
+            "tls_config['verify_identity']: false needs 'ca_cert'; with 'peer_fingerprints' "
+            "a peer is known by its certificate, so its identity is always verified"
+        )
+    return TLSConfig(ca_cert=ca_cert, peer_fingerprints=parsed, verify_identity=verify, **values)
+
+
+def check_tls_parties(tls: TLSConfig | None, parties: Collection[str], party: str) -> None:
+    """With ``peer_fingerprints``, every peer of ``party`` needs a fingerprint and every name in
+    the map must be a party of the job. Raises :class:`ConfigError` naming the party."""
+    if tls is None or tls.peer_fingerprints is None:
+        return
+    path = "tls_config['peer_fingerprints']"
+    unknown = sorted(set(tls.peer_fingerprints) - set(parties))
+    if unknown:
+        raise ConfigError(
+            f"{path}: {', '.join(map(repr, unknown))} is not a party of this job; "
+            f"expected names among {', '.join(sorted(parties))}"
+        )
+    missing = sorted(p for p in parties if p != party and p not in tls.peer_fingerprints)
+    if missing:
+        raise ConfigError(
+            f"{path}: no fingerprint for {', '.join(map(repr, missing))}; every peer needs one "
+            f"(`python -m silo certs FILE --self-signed` prints them)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.0/8``, ``::1`` and ``localhost``: addresses only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plaintext(
+    addresses: Mapping[str, Address],
+    tls: TLSConfig | None,
+    config: Config,
+    *,
+    key: str = "addresses[{party!r}]",
+) -> None:
+    """Without TLS, every address must be a loopback address unless ``allow_plaintext``.
+
+    Raises :class:`ConfigError` naming the first address that is not; ``key`` is how the
+    message names where it was given (formatted with ``party``).
+    """
+    if tls is not None or config.allow_plaintext:
+        return
+    for party, address in addresses.items():
+        if not is_loopback(address.host):
+            raise ConfigError(
+                f"{key.format(party=party)}: {address} is not a loopback address, and without "
+                f"TLS anyone who can reach it could read and forge this job's frames; make "
+                f"certificates with `python -m silo certs FEDERATION.yaml --out DIR` and "
+                f"configure TLS, or set allow_plaintext: true if the network is trusted"
+            )

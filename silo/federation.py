@@ -29,12 +29,14 @@ from .config import (
     Config,
     TLSConfig,
     check_job_name,
+    check_plaintext,
     parse_address,
     parse_config,
-    parse_tls_config,
+    parse_fingerprint,
 )
 from .errors import ConfigError
 from .log import LEVELS
+from .transport.tls import file_fingerprint
 
 __all__ = [
     "Federation",
@@ -52,7 +54,8 @@ _TOP_KEYS = {
     "party": "the party to run (optional)",
     "cross_silo_comm": "a mapping (optional)",
     "barrier_on_initializing": "true or false (optional)",
-    "tls": "a mapping {ca_cert: path} (optional)",
+    "allow_plaintext": "true or false (optional)",
+    "tls": "a mapping {ca_cert: path} or {peer_fingerprints: {party: 'sha256:...'}} (optional)",
     "logging": "a mapping {level: name} (optional)",
 }
 _REQUIRED = ("job_name", "program", "parties")
@@ -95,6 +98,12 @@ class Federation:
     config: Config
     ca_cert: Path | None
     logging_level: str
+    peer_fingerprints: Mapping[str, str] | None = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the parties talk TLS (``tls`` is set, in either form)."""
+        return self.ca_cert is not None or self.peer_fingerprints is not None
 
     @property
     def addresses(self) -> dict[str, str]:
@@ -105,6 +114,17 @@ class Federation:
     def all_local(self) -> bool:
         """Whether every party's address is on this machine (loopback)."""
         return all(is_local_host(spec.address.host) for spec in self.parties.values())
+
+    def check_plaintext(self) -> None:
+        """Without ``tls``, raise :class:`ConfigError` naming the first address that is not a
+        loopback address, unless the file says ``allow_plaintext: true``."""
+        if self.tls:
+            return
+        addresses = {name: spec.address for name, spec in self.parties.items()}
+        try:
+            check_plaintext(addresses, None, self.config, key="parties.{party}.address")
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
 
     def check_party(self, party: str, *, key: str = "--party") -> str:
         """Return ``party`` if the file names it, else raise :class:`ConfigError` naming ``key``."""
@@ -117,9 +137,10 @@ class Federation:
     def tls_for(self, party: str) -> TLSConfig | None:
         """The ``tls_config`` for ``party``, or ``None`` without TLS.
 
-        Raises :class:`ConfigError` naming the key when one of its files does not exist.
+        Raises :class:`ConfigError` naming the key when one of its files does not exist, or when
+        the party's certificate does not have the fingerprint ``tls.peer_fingerprints`` gives.
         """
-        if self.ca_cert is None:
+        if not self.tls:
             return None
         spec = self.parties[party]
         assert spec.cert is not None and spec.key is not None
@@ -128,10 +149,22 @@ class Federation:
             (f"parties.{party}.cert", spec.cert),
             (f"parties.{party}.key", spec.key),
         ):
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise ConfigError(f"{self.source}: {key}: expected an existing file, got '{path}'")
-        return parse_tls_config(
-            {"ca_cert": str(self.ca_cert), "cert": str(spec.cert), "key": str(spec.key)}
+        if self.peer_fingerprints is not None:
+            key = f"{self.source}: parties.{party}.cert"
+            actual = file_fingerprint(str(spec.cert), key)
+            if actual != self.peer_fingerprints[party]:
+                raise ConfigError(
+                    f"{self.source}: tls.peer_fingerprints.{party}: "
+                    f"{self.peer_fingerprints[party]} is not the fingerprint of '{spec.cert}' "
+                    f"({actual})"
+                )
+        return TLSConfig(
+            ca_cert=str(self.ca_cert) if self.ca_cert is not None else None,
+            cert=str(spec.cert),
+            key=str(spec.key),
+            peer_fingerprints=self.peer_fingerprints,
         )
 
 
@@ -251,8 +284,10 @@ def load_federation(file: str | Path) -> Federation:
     for key in _REQUIRED:
         if key not in top:
             raise check.error(key, f"missing; expected {_TOP_KEYS[key]}")
-    ca_cert = _parse_tls(check, top.get("tls"))
-    parties = _parse_parties(check, top["parties"], tls=ca_cert is not None)
+    ca_cert, fingerprints = _parse_tls(check, top.get("tls"))
+    parties = _parse_parties(check, top["parties"], tls=top.get("tls") is not None)
+    if fingerprints is not None:
+        _check_fingerprint_parties(check, fingerprints, parties)
     party = top.get("party")
     if party is not None and party not in parties:
         raise check.error("party", f"expected one of {', '.join(parties)}, got {_describe(party)}")
@@ -261,6 +296,7 @@ def load_federation(file: str | Path) -> Federation:
             {
                 "cross_silo_comm": top.get("cross_silo_comm") or {},
                 "barrier_on_initializing": top.get("barrier_on_initializing", False),
+                "allow_plaintext": top.get("allow_plaintext", False),
             }
         )
     except ConfigError as exc:
@@ -274,6 +310,7 @@ def load_federation(file: str | Path) -> Federation:
         config=config,
         ca_cert=ca_cert,
         logging_level=_parse_logging(check, top.get("logging")),
+        peer_fingerprints=fingerprints,
     )
 
 
@@ -316,19 +353,54 @@ def _parse_parties(check: _Checker, raw: object, *, tls: bool) -> dict[str, Part
             raise check.error(f"{key}.{missing}", "missing; expected a file path since tls is set")
         if not tls and (cert is not None or tls_key is not None):
             present = "cert" if cert is not None else "key"
-            raise check.error(f"{key}.{present}", "needs tls.ca_cert to be set as well")
+            raise check.error(
+                f"{key}.{present}", "needs tls.ca_cert or tls.peer_fingerprints as well"
+            )
         parties[name] = PartySpec(name, address, cert, tls_key)
     return parties
 
 
-def _parse_tls(check: _Checker, raw: object) -> Path | None:
+def _parse_tls(check: _Checker, raw: object) -> tuple[Path | None, dict[str, str] | None]:
+    """``tls``: ``{ca_cert: path}`` or ``{peer_fingerprints: {party: "sha256:..."}}``."""
     if raw is None:
-        return None
+        return None, None
     given = check.mapping("tls", raw)
-    check.known("tls", given, ["ca_cert"])
-    if "ca_cert" not in given:
-        raise check.error("tls.ca_cert", "missing; expected the path of the CA certificate")
-    return check.path("tls.ca_cert", given["ca_cert"])
+    check.known("tls", given, ["ca_cert", "peer_fingerprints"])
+    if ("ca_cert" in given) == ("peer_fingerprints" in given):
+        raise check.error(
+            "tls",
+            "expected exactly one of ca_cert (the path of the CA certificate) and "
+            "peer_fingerprints (a mapping of party to 'sha256:...'), got "
+            + ("both" if given else "neither"),
+        )
+    if "ca_cert" in given:
+        return check.path("tls.ca_cert", given["ca_cert"]), None
+    prints = check.mapping("tls.peer_fingerprints", given["peer_fingerprints"])
+    parsed: dict[str, str] = {}
+    for party, value in prints.items():
+        try:
+            parsed[party] = parse_fingerprint(f"tls.peer_fingerprints.{party}", value)
+        except ConfigError as exc:
+            raise ConfigError(f"{check.source}: {exc}") from None
+    return None, parsed
+
+
+def _check_fingerprint_parties(
+    check: _Checker, fingerprints: Mapping[str, str], parties: Mapping[str, PartySpec]
+) -> None:
+    for party in fingerprints:
+        if party not in parties:
+            raise check.error(
+                f"tls.peer_fingerprints.{party}",
+                f"expected a party of the file ({', '.join(parties)})",
+            )
+    for party in parties:
+        if party not in fingerprints:
+            raise check.error(
+                f"tls.peer_fingerprints.{party}",
+                "missing; every party needs one (`python -m silo certs FILE --self-signed` "
+                "prints them)",
+            )
 
 
 def _parse_logging(check: _Checker, raw: object) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from silo.certs import Issued, make_certs
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -127,42 +129,10 @@ def wait_for_files(paths: list[Path], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def make_tls_files(directory: Path, parties: list[str]) -> None:
-    """A CA (``ca.pem``) and, per party, ``NAME.pem`` and ``NAME.key`` signed by it (openssl)."""
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl(
-        "req",
-        "-x509",
-        *key,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=silo-ca",
-        "-days",
-        "1",
-    )
-    for party in parties:
-        openssl(
-            "req", *key, "-keyout", f"{party}.key", "-out", f"{party}.csr", "-subj", f"/CN={party}"
-        )
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{party}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{party}.pem",
-            "-days",
-            "1",
-        )
+def make_tls_files(
+    directory: Path, parties: list[str], *, self_signed: bool = False
+) -> list[Issued]:
+    """With silo's own ``silo.certs``: a CA (``ca.pem``, ``ca.key``) and, per party,
+    ``NAME.pem`` and ``NAME.key`` signed by it (or self-signed, without a CA)."""
+    hosts = dict.fromkeys(parties, "127.0.0.1")
+    return make_certs(directory, hosts, self_signed=self_signed, days=1, echo=lambda _: None)

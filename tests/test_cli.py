@@ -157,7 +157,7 @@ BAD_FILES: list[tuple[str, str, list[str], list[str]]] = [
         "tls-without-ca",
         "program: prog.py\ntls: {}\n" + PARTIES,
         [],
-        ["tls.ca_cert: missing", "CA certificate"],
+        ["tls: expected exactly one of ca_cert", "CA certificate", "got neither"],
     ),
     (
         "tls-without-party-cert",
@@ -187,7 +187,7 @@ BAD_FILES: list[tuple[str, str, list[str], list[str]]] = [
     ),
     (
         "remote-without-party",
-        'program: prog.py\nparties:\n  alice: {address: "127.0.0.1:{p1}"}\n'
+        'program: prog.py\nallow_plaintext: true\nparties:\n  alice: {address: "127.0.0.1:{p1}"}\n'
         '  bob: {address: "10.1.2.3:12011"}\n',
         [],
         ["party: not set", "bob at 10.1.2.3:12011", "expected --party NAME"],

@@ -29,6 +29,7 @@ def test_every_example_is_covered() -> None:
         "error_handling.yaml",
         "fed_avg.yaml",
         "quickstart.yaml",
+        "quickstart_tls.yaml",
         "split_learning.yaml",
     ]
 

@@ -209,7 +209,7 @@ EXPECTED = {
     "control: DATA frame": "400",
     "control: ERROR far ahead": "200 OK ACK",
     "control: ERROR behind": "200 OK ACK",
-    "control: ABORT from a stranger": "200 OK REJECT",
+    "control: ABORT from a stranger": "403 Forbidden",
     "ws: garbage": "close 1002",
     "ws: text then a frame far ahead": "ACK",
     "ws: message declaring 1 GiB": "close 1009",

