@@ -114,8 +114,17 @@ def _run_every_party():
     for s in socks:
         s.close()
     env = {**os.environ, "RAYFED_PORT_ADDRESSES": json.dumps(addresses)}
-    procs = [subprocess.Popen([sys.executable, __file__, party], env=env) for party in addresses]
-    return max(proc.wait() for proc in procs)
+    procs = [
+        subprocess.Popen([sys.executable, __file__, party], env=env, stdout=subprocess.PIPE)
+        for party in addresses
+    ]
+    # Each party's lines are printed together once it is done, so two parties' prints never mix.
+    codes = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        sys.stdout.write(out.decode())
+        codes.append(proc.returncode)
+    return max(codes)
 
 
 if __name__ == "__main__":
