@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from faultproxy import FaultProxy
-from multiparty import PROGRAMS, addresses_for
+from multiparty import PROGRAMS
 
 PROGRAM = PROGRAMS / "faults.py"
 _runs = itertools.count()
@@ -139,10 +140,22 @@ class Federation:
         party_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.parties = parties
-        self.real = addresses_for(parties)
-        self.proxy = FaultProxy(
-            {f"{a}->{b}": self.real[b] for a in parties for b in parties if a != b}
-        )
+        # The parties' ports stay reserved while the proxy binds its own, so the kernel cannot
+        # hand the proxy a port a party is about to listen on.
+        reserved = [socket.socket() for _ in parties]
+        try:
+            for sock in reserved:
+                sock.bind(("127.0.0.1", 0))
+            self.real = {
+                p: f"127.0.0.1:{sock.getsockname()[1]}"
+                for p, sock in zip(parties, reserved, strict=True)
+            }
+            self.proxy = FaultProxy(
+                {f"{a}->{b}": self.real[b] for a in parties for b in parties if a != b}
+            )
+        finally:
+            for sock in reserved:
+                sock.close()
         # A job name of its own: a process of another test that took a port meanwhile (ports are
         # picked free, then bound by the parties) refuses the job instead of answering for it.
         job = f"faults-{os.getpid()}-{next(_runs)}"
