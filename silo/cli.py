@@ -56,6 +56,8 @@ federation file (YAML):
                                     (`silo certs` makes the files and prints this section)
   allow_plaintext: false            optional; without tls, every address must be loopback
                                     unless this is true
+  slow_get_warning_s: 30            optional; a get waiting longer logs what it waits for,
+                                    once per such interval
   logging: {level: info}            optional; debug, info, warning, error or critical
 
 exit status:

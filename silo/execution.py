@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .graph import FedObject, substitute
+from .stats import Counters
 from .wire import ObjectId
 from .workers import WorkerPool
 
@@ -24,6 +25,7 @@ class Execution:
 
     _asked: set[ObjectId]
     _coroutine_functions: dict[object, bool]
+    counters: Counters
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -36,15 +38,19 @@ class Execution:
         deps: list[FedObject],
         outputs: list[asyncio.Future[Any]],
         pool: WorkerPool,
+        seq: int = 0,
     ) -> None:
         """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
 
         A failed input fails the outputs without running ``fn``; an exception from ``fn``
-        becomes the outputs' exception, its own type kept.
+        becomes the outputs' exception, its own type kept. While ``fn`` runs it is counted as
+        running call ``seq`` (0: not known) in ``counters``.
         """
+        token = 0
         try:
             values = await self.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
+            token = self.counters.call_started(_call_name(fn), seq)
             if self._is_coroutine(fn):
                 result = await fn(*call_args, **call_kwargs)
             else:
@@ -52,6 +58,8 @@ class Execution:
         except Exception as exc:
             fail_all(outputs, exc)
             return
+        finally:
+            self.counters.call_ended(token)
         if len(outputs) == 1:
             if not outputs[0].done():
                 outputs[0].set_result(result)
@@ -95,6 +103,11 @@ class Execution:
                     raise exc
             pending = list(still)
         return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
+
+
+def _call_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
 
 
 def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:

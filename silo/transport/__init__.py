@@ -15,6 +15,7 @@ from typing import Any
 from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SendingFailure
 from ..peers import LinkEvent, Peers
+from ..stats import Counters
 from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
 from .base import FrameSink
 from .link import PeerLink
@@ -39,6 +40,7 @@ class Transport:
         peer_table: Peers,
         tls: TLSConfig | None = None,
         sock: socket.socket | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self._party = party
         self._job = job
@@ -47,6 +49,7 @@ class Transport:
         self.peer_table = peer_table
         self._monitor: asyncio.Task[None] | None = None
         peers = {p: a for p, a in addresses.items() if p != party}
+        counters = counters if counters is not None else Counters()
         trust = PeerTrust(tls, party=party, parties=addresses, log=log) if tls else None
         self.server = Server(
             party=party,
@@ -59,6 +62,7 @@ class Transport:
             peer_table=peer_table,
             trust=trust,
             sock=sock,
+            counters=counters,
         )
         self.links = {
             p: PeerLink(
@@ -70,6 +74,7 @@ class Transport:
                 log=log,
                 peers=peer_table,
                 ssl_context=trust.client_context(p, a) if trust else None,
+                counters=counters,
             )
             for p, a in peers.items()
         }
