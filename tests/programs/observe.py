@@ -95,6 +95,7 @@ async def slow_get(party: str) -> None:
     config = {
         "slow_get_warning_s": float(os.environ["WARN_S"]),
         "cross_silo_comm": {"heartbeat_interval_ms": 100, "timeout_in_ms": 20000},
+        "barrier_on_initializing": True,
     }
     async with silo.init(ADDRESSES, party, job_name="observe", config=config):
         started = time.monotonic()
