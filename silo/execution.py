@@ -14,6 +14,7 @@ from typing import Any
 
 from .graph import FedObject, substitute
 from .stats import Counters
+from .tracing import Tracing
 from .wire import ObjectId
 from .workers import WorkerPool
 
@@ -26,6 +27,7 @@ class Execution:
     _asked: set[ObjectId]
     _coroutine_functions: dict[object, bool]
     counters: Counters
+    tracing: Tracing | None
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -47,19 +49,28 @@ class Execution:
         running call ``seq`` (0: not known) in ``counters``.
         """
         token = 0
+        span = None
         try:
             values = await self.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
-            token = self.counters.call_started(_call_name(fn), seq)
+            name = _call_name(fn)
+            token = self.counters.call_started(name, seq)
+            if self.tracing is not None:
+                span = self.tracing.call_started(name, seq, deps)
             if self._is_coroutine(fn):
                 result = await fn(*call_args, **call_kwargs)
             else:
                 result = await pool.submit(fn, *call_args, **call_kwargs)
         except Exception as exc:
+            if span is not None and self.tracing is not None:
+                self.tracing.end(span, exc)
+                span = None
             fail_all(outputs, exc)
             return
         finally:
             self.counters.call_ended(token)
+            if span is not None and self.tracing is not None:
+                self.tracing.end(span, None)
         if len(outputs) == 1:
             if not outputs[0].done():
                 outputs[0].set_result(result)

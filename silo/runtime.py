@@ -37,6 +37,7 @@ from .outbound import Outbound
 from .peers import Peers
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .stats import Counters, Stats
+from .tracing import Tracing
 from .transport import Transport
 from .waiting import watch_get
 from .wire import ObjectId
@@ -87,6 +88,7 @@ class Runtime(Inbound, Outbound, Execution):
         self.peer_table.subscribe(self.peer_over)
         #: Frames, bytes and calls (:mod:`silo.stats`), shared with the transport.
         self.counters = Counters(self.peers)
+        self.tracing: Tracing | None = None
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -135,6 +137,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._loop_thread = threading.get_ident()
         self._shutdown = ShutdownFuture(loop)
         self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
+        self.tracing = Tracing.create(self.party)
         self._transport = Transport(
             party=self.party,
             job=self.job,
@@ -146,6 +149,7 @@ class Runtime(Inbound, Outbound, Execution):
             tls=self._tls,
             sock=self._sock,
             counters=self.counters,
+            tracing=self.tracing,
         )
         await self._transport.start()
         self.main_task = asyncio.current_task()

@@ -16,7 +16,8 @@ from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SendingFailure
 from ..peers import LinkEvent, Peers
 from ..stats import Counters
-from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
+from ..tracing import Tracing
+from ..wire import ErrorInfo, Kind, ObjectId, OutFrame, encode_control, encode_data
 from .base import FrameSink
 from .link import PeerLink
 from .server import Server
@@ -41,6 +42,7 @@ class Transport:
         tls: TLSConfig | None = None,
         sock: socket.socket | None = None,
         counters: Counters | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._party = party
         self._job = job
@@ -48,6 +50,7 @@ class Transport:
         self._log = log
         self.peer_table = peer_table
         self._monitor: asyncio.Task[None] | None = None
+        self._tracing = tracing
         peers = {p: a for p, a in addresses.items() if p != party}
         counters = counters if counters is not None else Counters()
         trust = PeerTrust(tls, party=party, parties=addresses, log=log) if tls else None
@@ -63,6 +66,7 @@ class Transport:
             trust=trust,
             sock=sock,
             counters=counters,
+            tracing=tracing,
         )
         self.links = {
             p: PeerLink(
@@ -97,14 +101,31 @@ class Transport:
 
     async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
         link = self.links[peer]
-        await link.send(encode_data(self._job, self._party, link.next_msg_id(), object_id, value))
+        frame = encode_data(self._job, self._party, link.next_msg_id(), object_id, value)
+        await self._send(link, frame)
+
+    async def _send(self, link: PeerLink, frame: OutFrame, *, control: bool = False) -> None:
+        """Send ``frame`` on ``link``, as a traced send when tracing is on (:mod:`silo.tracing`)."""
+        if self._tracing is None:
+            await link.send(frame, control=control)
+            return
+        span, frame = self._tracing.sending(frame, link.peer)
+        error: BaseException | None = None
+        try:
+            await link.send(frame, control=control)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                self._tracing.end(span, error if isinstance(error, Exception) else None)
 
     async def send_error(self, peer: str, object_id: ObjectId, info: ErrorInfo) -> None:
         link = self.links[peer]
         frame = encode_control(
             Kind.ERROR, self._job, self._party, link.next_msg_id(), object_id, info.to_wire()
         )
-        await link.send(frame, control=True)
+        await self._send(link, frame, control=True)
 
     async def send_abort(self, peer: str, info: ErrorInfo) -> None:
         link = self.links[peer]

@@ -46,6 +46,7 @@ from ..errors import (
 from ..intake import Verdict
 from ..peers import LinkEvent, Peers
 from ..stats import Counters
+from ..tracing import Tracing
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
@@ -99,7 +100,9 @@ class Server:
         sock: socket.socket | None = None,
         peer_table: Peers | None = None,
         counters: Counters | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing
         #: This party's counters (:mod:`silo.stats`); a server used alone keeps its own.
         self._counters = counters if counters is not None else Counters()
         #: The runtime's shared peer states; a server used alone keeps its own.
@@ -266,6 +269,8 @@ class Server:
             return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
             return None
+        if self._tracing is not None:
+            self._tracing.received(header)
         sink = self._sink
         if header.kind is Kind.ERROR:
             verdict, reason = self._admit(header.src, header.object_id, size)

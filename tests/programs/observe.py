@@ -103,7 +103,38 @@ async def slow_get(party: str) -> None:
         report({"waited": time.monotonic() - started})
 
 
-MODES = {"exchange": exchange, "slow_get": slow_get}
+async def traced(party: str) -> None:
+    """The exchange of :func:`exchange` with an OpenTelemetry SDK tracer provider; every span
+    this party ended is written to ``MEET_DIR/PARTY.spans.json``."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    async with silo.init(ADDRESSES, party, job_name="observe"):
+        blob = make.party("alice").remote(BLOB)
+        n = size.party("bob").remote(blob)
+        assert await silo.get(n) == BLOB
+    spans = [
+        {
+            "name": s.name,
+            "trace_id": f"{s.context.trace_id:032x}",
+            "span_id": f"{s.context.span_id:016x}",
+            "parent": None if s.parent is None else f"{s.parent.span_id:016x}",
+            "party": dict(s.attributes or {}).get("silo.party"),
+            "object": dict(s.attributes or {}).get("silo.object"),
+        }
+        for s in exporter.get_finished_spans()
+    ]
+    Path(os.environ["MEET_DIR"], f"{party}.spans.json").write_text(json.dumps(spans))  # noqa: ASYNC240
+    report(len(spans))
+
+
+MODES = {"exchange": exchange, "slow_get": slow_get, "traced": traced}
 
 if __name__ == "__main__":
     asyncio.run(MODES[sys.argv[1]](sys.argv[2]))
