@@ -148,3 +148,41 @@ def test_a_slow_get_says_what_the_peer_is_doing_once_per_interval(tmp_path: Path
         assert abs(float(m["running"]) - float(m["waited"])) < 1.0, m.string
     warnings = [line for line in lines if "waiting" in line and "WARNING" in line]
     assert len(warnings) == len(matches), warnings
+
+
+HEADERS = {"X-Silo-Job": "job", "X-Silo-Party": "alice", "X-Silo-Protocol": "1"}
+
+
+async def test_heartbeats_over_a_live_channel_report_and_malformed_ones_are_ignored() -> None:
+    import aiohttp
+
+    import silo
+    from silo.transport.base import WS_PATH
+    from silo.wire import encode_data
+
+    from multiparty import addresses_for
+
+    addresses = addresses_for(["alice", "bob"])
+    config = {"cross_silo_comm": {"heartbeat_interval_ms": 50}}
+    rt = await silo.init(addresses, "bob", job_name="job", config=config)
+    try:
+        async with aiohttp.ClientSession(headers=HEADERS) as session:
+            ws = await session.ws_connect(f"http://{addresses['bob']}{WS_PATH}")
+            good = {"running": 1, "inflight": 7, "call": "train", "seq": 4, "for_ms": 1500}
+            for extra in ({"running": "lots"}, {"x": 1}, good, {"inflight": -1, "running": 0}):
+                beat = encode_control(Kind.HEARTBEAT, "job", "alice", extra=extra)
+                await ws.send_bytes(beat.join())
+            await ws.send_bytes(encode_data("job", "alice", 1, (1, 0), "v").join())
+            reports, acked = [], False
+            while not (acked and reports):
+                header, _ = decode_frame(await ws.receive_bytes(timeout=5))
+                if header.kind is Kind.HEARTBEAT:
+                    reports.append(parse_activity(header.extra))
+                acked = acked or header.kind is Kind.ACK
+            await ws.close()
+        assert rt.peer_table.record("alice").activity == Activity(1, 7, "train", 4, 1.5)
+        assert reports[0] == Activity(running=0, in_flight=0), "bob reports itself idle"
+        stats = rt.stats().peers["alice"]
+        assert stats.frames_received == 1 and stats.bytes_received > 0
+    finally:
+        await rt.shutdown()
