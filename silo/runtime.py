@@ -39,7 +39,7 @@ from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .stats import Counters, Stats
 from .tracing import Tracing
 from .transport import Transport
-from .waiting import watch_get
+from .waiting import SlowGets
 from .wire import ObjectId
 from .workers import WorkerPool
 
@@ -89,6 +89,7 @@ class Runtime(Inbound, Outbound, Execution):
         #: Frames, bytes and calls (:mod:`silo.stats`), shared with the transport.
         self.counters = Counters(self.peers)
         self.tracing: Tracing | None = None
+        self._slow_gets = SlowGets(self)
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -460,7 +461,7 @@ class Runtime(Inbound, Outbound, Execution):
             if obj.owner == self.party:
                 for peer in self.peers:
                     self.push(obj.id, peer)
-        watch = watch_get(self, objs)
+        wait = self._slow_gets.begin(objs)
         try:
             if timeout is None:
                 values = await self.resolve(objs)
@@ -475,4 +476,4 @@ class Runtime(Inbound, Outbound, Execution):
                 ) from None
             return [values[o.id] for o in objs]
         finally:
-            watch.cancel()
+            self._slow_gets.end(wait)

@@ -1,6 +1,6 @@
 """Explaining a slow ``silo.get``: what it waits for, from whom, and what that party is doing.
 
-:func:`watch_get` arms one timer per ``get`` on the runtime's loop. If the get is still waiting
+:class:`SlowGets` (one per runtime) keeps the gets that are waiting. If one is still waiting
 after ``slow_get_warning_s`` (config top level, default 30), one WARNING line says which object
 it waits for, from which party, and what that party last reported doing in its heartbeats
 (:mod:`silo.activity`)::
@@ -9,8 +9,11 @@ it waits for, from which party, and what that party last reported doing in its h
     0 bytes in flight
 
 and the same line again at every further multiple of the interval (the times are counted from
-the start of the get, so a late timer does not shift the next one). The timer is cancelled when
-the get ends, however it ends; arming and cancelling it costs one timer handle per get.
+the start of the get, so a late timer does not shift the next one).
+
+A get costs a small record added to a set and removed when it ends, however it ends: there is no
+timer per get. One timer per runtime, armed only while gets wait, fires when the earliest of them
+is due and re-arms itself for the next one.
 """
 
 from __future__ import annotations
@@ -25,40 +28,64 @@ from .graph import FedObject
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["SlowGet", "watch_get"]
+__all__ = ["SlowGets"]
 
 
-class SlowGet:
-    """The timer of one get. :meth:`cancel` is idempotent."""
+class _Wait:
+    """One waiting get: its objects, when it began, when it is next due to warn."""
 
-    __slots__ = ("_handle", "_objs", "_runtime", "_start", "_warnings", "interval")
+    __slots__ = ("due", "objs", "start")
 
-    def __init__(self, runtime: Runtime, objs: Sequence[FedObject], interval: float) -> None:
+    def __init__(self, objs: Sequence[FedObject], start: float, due: float) -> None:
+        self.objs = objs
+        self.start = start
+        self.due = due
+
+
+class SlowGets:
+    """The gets of one runtime that are waiting, and the warning about those that wait long.
+
+    Loop thread only.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._objs = objs
-        self.interval = interval
-        loop = runtime.loop
-        self._start = loop.time()
-        self._warnings = 0
-        self._handle: asyncio.TimerHandle | None = loop.call_at(self._start + interval, self._fire)
+        self.interval = runtime.config.slow_get_warning_s
+        self._waits: set[_Wait] = set()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+    def begin(self, objs: Sequence[FedObject]) -> _Wait:
+        """A get of ``objs`` starts waiting; give the result to :meth:`end` when it ends."""
+        loop = self._runtime.loop
+        now = loop.time()
+        wait = _Wait(objs, now, now + self.interval)
+        self._waits.add(wait)
+        if self._timer is None:
+            self._timer = loop.call_at(wait.due, self._fire)
+        return wait
+
+    def end(self, wait: _Wait) -> None:
+        """The get ended (returned, raised or was cancelled). Idempotent."""
+        self._waits.discard(wait)
 
     def _fire(self) -> None:
-        self._handle = None
+        self._timer = None
         runtime = self._runtime
-        if runtime.closed:
-            return
-        missing = [o for o in self._objs if not runtime.future(o.id, o.owner).done()]
-        if not missing:
+        if runtime.closed or not self._waits:
             return
         loop = runtime.loop
-        self._warnings += 1
-        runtime.log.warning("%s", self.message(missing, loop.time() - self._start))
-        self._handle = loop.call_at(self._start + (self._warnings + 1) * self.interval, self._fire)
+        now = loop.time()
+        for wait in list(self._waits):
+            if wait.due > now:
+                continue
+            missing = [o for o in wait.objs if not runtime.future(o.id, o.owner).done()]
+            if not missing:
+                continue
+            runtime.log.warning("%s", self.message(missing, now - wait.start))
+            while wait.due <= now:
+                wait.due += self.interval
+        if self._waits:
+            self._timer = loop.call_at(min(w.due for w in self._waits), self._fire)
 
     def message(self, missing: Sequence[FedObject], waited: float) -> str:
         """The warning for a get that has waited ``waited`` seconds for ``missing``."""
@@ -76,8 +103,3 @@ class SlowGet:
             doing = describe(first.owner, record.activity, age)
             where = f"from {first.owner}"
         return f"waiting {seconds(waited)} for object {first.id}{more} {where}; {doing}"
-
-
-def watch_get(runtime: Runtime, objs: Sequence[FedObject]) -> SlowGet:
-    """Arm the slow-get warning of a get of ``objs``; cancel the result when the get ends."""
-    return SlowGet(runtime, objs, runtime.config.slow_get_warning_s)

@@ -186,3 +186,41 @@ async def test_heartbeats_over_a_live_channel_report_and_malformed_ones_are_igno
         assert stats.frames_received == 1 and stats.bytes_received > 0
     finally:
         await rt.shutdown()
+
+
+async def test_concurrent_slow_gets_each_warn_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import time
+
+    import silo
+
+    @silo.remote
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    async def timed(obj: silo.FedObject) -> float:
+        started = time.monotonic()
+        await silo.get(obj)
+        return time.monotonic() - started
+
+    async def main(party: str) -> list[float]:
+        short, long = nap.party("bob").remote(0.45), nap.party("bob").remote(1.05)
+        if party == "bob":
+            await silo.get([short, long])
+            return []
+        return list(await asyncio.gather(timed(short), timed(long)))
+
+    interval = 0.3
+    config = {"slow_get_warning_s": interval, "cross_silo_comm": {"heartbeat_interval_ms": 100}}
+    with caplog.at_level(logging.WARNING, logger="silo"):
+        out = await silo.simulate(main, ["alice", "bob"], config=config)
+    alice = [r.getMessage() for r in caplog.records if "[alice@" in r.getMessage()]
+    waits = zip(("(1, 0)", "(2, 0)"), out["alice"], strict=True)
+    for index, (object_id, waited) in enumerate(waits):
+        lines = [m for m in alice if f"for object {object_id} from bob" in m]
+        expected = math.floor(waited / interval)
+        assert expected - 1 <= len(lines) <= expected, (index, waited, alice)
+        assert expected >= 1 + index
