@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from .federation import Federation, is_local_host, load_federation, load_program
 from .launcher import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, GRACE_S, Launcher
 from .loop import run as run_loop
 from .output import tee_output
+from .progress import STATUS_ENV, reporting
 from .runtime import Runtime
 from .shutdown import Reason
 from .tracebacks import format_user_traceback, last_user_frame
@@ -56,6 +58,8 @@ federation file (YAML):
                                     (`silo certs` makes the files and prints this section)
   allow_plaintext: false            optional; without tls, every address must be loopback
                                     unless this is true
+  slow_get_warning_s: 30            optional; a get waiting longer logs what it waits for,
+                                    once per such interval
   logging: {level: info}            optional; debug, info, warning, error or critical
 
 exit status:
@@ -139,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write each party's output to DIR/<party>.log (created if missing)",
     )
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live status line per party (shown only on a terminal, when starting every party)",
+    )
     check = commands.add_parser(
         "check",
         help="validate a federation file and its program without running it",
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 parties=args.party,
                 days=args.days,
             )
-        return _run(args.file, args.party, args.log_dir)
+        return _run(args.file, args.party, args.log_dir, progress=not args.no_progress)
     except _Exit as exc:
         print(f"silo: {exc}", file=sys.stderr)
         return exc.code
@@ -233,7 +242,9 @@ def _check(file: str) -> int:
     return EXIT_OK
 
 
-def _run(file: str, party: str | None, log_dir: Path | None = None) -> int:
+def _run(
+    file: str, party: str | None, log_dir: Path | None = None, *, progress: bool = True
+) -> int:
     fed = load_federation(file)
     fed.check_plaintext()
     chosen = fed.check_party(party) if party is not None else fed.party
@@ -255,7 +266,7 @@ def _run(file: str, party: str | None, log_dir: Path | None = None) -> int:
         fed.tls_for(name)
     if log_dir is not None:
         _make_log_dir(log_dir)
-    return asyncio.run(Launcher(fed, log_dir=log_dir).run())
+    return asyncio.run(Launcher(fed, log_dir=log_dir, progress=progress).run())
 
 
 def _make_log_dir(log_dir: Path) -> None:
@@ -354,6 +365,9 @@ async def _serve(
                 runtime = await stack.enter_async_context(session)
             except ConfigError as exc:
                 raise _Exit(EXIT_CONFIG, f"{fed.source}: {exc}") from None
+            status_file = os.environ.get(STATUS_ENV)
+            if status_file:
+                await stack.enter_async_context(reporting(runtime, status_file))
             await call_main(entry, party)
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, _Exit):

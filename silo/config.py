@@ -104,6 +104,9 @@ class Config:
     cross_silo_comm: CrossSiloCommConfig = field(default_factory=CrossSiloCommConfig)
     barrier_on_initializing: bool = False
     allow_plaintext: bool = False
+    #: A ``silo.get`` waiting longer than this many seconds logs a warning, then again every
+    #: such interval (:mod:`silo.waiting`).
+    slow_get_warning_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,17 @@ def _expect_int(path: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{path}: expected an integer >= {minimum}, got {_describe(value)}")
     return value
+
+
+def _expect_positive(path: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"{path}: expected a number of seconds > 0, got {_describe(value)}")
+    return float(value)
 
 
 def _expect_bool(path: str, value: object) -> bool:
@@ -305,7 +319,11 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
     if isinstance(raw, Config):
         return raw
     given = _expect_mapping(path, raw)
-    _reject_unknown(path, given, {"cross_silo_comm", "barrier_on_initializing", "allow_plaintext"})
+    _reject_unknown(
+        path,
+        given,
+        {"cross_silo_comm", "barrier_on_initializing", "allow_plaintext", "slow_get_warning_s"},
+    )
     return Config(
         cross_silo_comm=_parse_comm(f"{path}['cross_silo_comm']", given.get("cross_silo_comm", {})),
         barrier_on_initializing=_expect_bool(
@@ -313,6 +331,10 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
         ),
         allow_plaintext=_expect_bool(
             f"{path}['allow_plaintext']", given.get("allow_plaintext", False)
+        ),
+        slow_get_warning_s=_expect_positive(
+            f"{path}['slow_get_warning_s']",
+            given.get("slow_get_warning_s", Config.slow_get_warning_s),
         ),
     )
 

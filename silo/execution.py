@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .graph import FedObject, substitute
+from .stats import Counters
+from .tracing import Tracing
 from .wire import ObjectId
 from .workers import WorkerPool
 
@@ -24,6 +26,8 @@ class Execution:
 
     _asked: set[ObjectId]
     _coroutine_functions: dict[object, bool]
+    counters: Counters
+    tracing: Tracing | None
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -36,22 +40,37 @@ class Execution:
         deps: list[FedObject],
         outputs: list[asyncio.Future[Any]],
         pool: WorkerPool,
+        seq: int = 0,
     ) -> None:
         """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
 
         A failed input fails the outputs without running ``fn``; an exception from ``fn``
-        becomes the outputs' exception, its own type kept.
+        becomes the outputs' exception, its own type kept. While ``fn`` runs it is counted as
+        running call ``seq`` (0: not known) in ``counters``.
         """
+        token = 0
+        span = None
         try:
             values = await self.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
+            name = _call_name(fn)
+            token = self.counters.call_started(name, seq)
+            if self.tracing is not None:
+                span = self.tracing.call_started(name, seq, deps)
             if self._is_coroutine(fn):
                 result = await fn(*call_args, **call_kwargs)
             else:
                 result = await pool.submit(fn, *call_args, **call_kwargs)
         except Exception as exc:
+            if span is not None and self.tracing is not None:
+                self.tracing.end(span, exc)
+                span = None
             fail_all(outputs, exc)
             return
+        finally:
+            self.counters.call_ended(token)
+            if span is not None and self.tracing is not None:
+                self.tracing.end(span, None)
         if len(outputs) == 1:
             if not outputs[0].done():
                 outputs[0].set_result(result)
@@ -95,6 +114,11 @@ class Execution:
                     raise exc
             pending = list(still)
         return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
+
+
+def _call_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
 
 
 def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:

@@ -55,6 +55,7 @@ _TOP_KEYS = {
     "cross_silo_comm": "a mapping (optional)",
     "barrier_on_initializing": "true or false (optional)",
     "allow_plaintext": "true or false (optional)",
+    "slow_get_warning_s": "a number of seconds > 0 (optional)",
     "tls": "a mapping {ca_cert: path} or {peer_fingerprints: {party: 'sha256:...'}} (optional)",
     "logging": "a mapping {level: name} (optional)",
 }
@@ -297,6 +298,7 @@ def load_federation(file: str | Path) -> Federation:
                 "cross_silo_comm": top.get("cross_silo_comm") or {},
                 "barrier_on_initializing": top.get("barrier_on_initializing", False),
                 "allow_plaintext": top.get("allow_plaintext", False),
+                "slow_get_warning_s": top.get("slow_get_warning_s", Config.slow_get_warning_s),
             }
         )
     except ConfigError as exc:

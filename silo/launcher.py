@@ -3,7 +3,9 @@
 :class:`Launcher` starts ``python -m silo run FILE --party NAME`` per party, prefixes each line
 of their output with ``[name]``, forwards SIGINT/SIGTERM to all of them, stops the others some
 seconds after one failed (silo's error broadcast normally stops them at once), and ends with a
-short summary: which party failed first and with what, and each party's exit status.
+short summary: which party failed first and with what, and each party's exit status. With
+``progress`` and a terminal on stderr, it keeps a live status line per party at the bottom
+(:mod:`silo.progress`).
 
 How a party failed is read from the last line a party prints when it fails
 (``silo: party bob failed: RuntimeError: boom``, written by :mod:`silo.cli`); the party where
@@ -17,14 +19,17 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from .federation import Federation
+from .progress import STATUS_ENV, StatusDisplay
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "GRACE_S", "Launcher", "describe_code"]
 
@@ -46,12 +51,19 @@ _REMOTE = re.compile(r"^FedRemoteError occurred at (?P<origin>\S+?)(?::| caused 
 class Launcher:
     """Runs every party of ``fed`` as a child process; :meth:`run` returns the exit status.
 
-    ``log_dir``: each child also writes its output to ``log_dir/<party>.log``.
+    ``log_dir``: each child also writes its output to ``log_dir/<party>.log``. ``progress``:
+    show a live status line per party, if stderr is a terminal.
     """
 
-    def __init__(self, fed: Federation, *, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, fed: Federation, *, log_dir: Path | None = None, progress: bool = False
+    ) -> None:
         self.fed = fed
         self.log_dir = log_dir
+        self.display: StatusDisplay | None = None
+        if progress and sys.stderr.isatty():
+            directory = Path(tempfile.mkdtemp(prefix="silo-status-"))
+            self.display = StatusDisplay(fed.parties, directory, sys.stderr)
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.width = max(len(name) for name in fed.parties)
         self.signalled: signal.Signals | None = None
@@ -67,18 +79,24 @@ class Launcher:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._forward, sig)
         pumps: list[asyncio.Task[None]] = []
+        display = self.display
+        status: asyncio.Task[None] | None = None
         try:
             for name in self.fed.parties:
                 proc = await self._spawn(name)
                 self.procs[name] = proc
                 prefix = f"[{name}]".ljust(self.width + 2) + " "
                 assert proc.stdout is not None and proc.stderr is not None
-                pumps.append(asyncio.ensure_future(_pump(proc.stdout, sys.stdout, prefix)))
+                pumps.append(
+                    asyncio.ensure_future(_pump(proc.stdout, sys.stdout, prefix, None, display))
+                )
                 pumps.append(
                     asyncio.ensure_future(
-                        _pump(proc.stderr, sys.stderr, prefix, self._watch_for(name))
+                        _pump(proc.stderr, sys.stderr, prefix, self._watch_for(name), display)
                     )
                 )
+            if display is not None:
+                status = asyncio.ensure_future(display.run())
             waits = {asyncio.ensure_future(p.wait()): n for n, p in self.procs.items()}
             pending = set(waits)
             while pending:
@@ -98,6 +116,14 @@ class Launcher:
                     await self.escalation
             for pump in pumps:
                 pump.cancel()
+            if status is not None:
+                status.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await status
+            if display is not None:
+                display.refresh()
+                display.draw()
+                shutil.rmtree(display.directory, ignore_errors=True)
         return self._summary()
 
     def _watch_for(self, name: str) -> Callable[[str], None]:
@@ -111,6 +137,9 @@ class Launcher:
 
     async def _spawn(self, name: str) -> asyncio.subprocess.Process:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop(STATUS_ENV, None)
+        if self.display is not None:
+            env[STATUS_ENV] = str(self.display.path(name))
         extra: list[str] = [] if self.log_dir is None else ["--log-dir", str(self.log_dir)]
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -221,21 +250,31 @@ async def _pump(
     out: TextIO,
     prefix: str,
     watch: Callable[[str], None] | None = None,
+    display: StatusDisplay | None = None,
 ) -> None:
     """Copy ``stream`` to ``out`` line by line, each line prefixed; no line length limit.
-    ``watch`` sees every line, unprefixed."""
+    ``watch`` sees every line, unprefixed. ``display``'s status block is erased before the
+    lines are written and drawn again after."""
     pending = b""
     while chunk := await stream.read(65536):
         *lines, pending = (pending + chunk).split(b"\n")
+        if display is not None and lines:
+            display.clear()
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip("\r")
             if watch is not None:
                 watch(line)
             out.write(prefix + line + "\n")
         out.flush()
+        if display is not None and lines:
+            display.draw()
     if pending:
         line = pending.decode("utf-8", "replace")
         if watch is not None:
             watch(line)
+        if display is not None:
+            display.clear()
         out.write(prefix + line + "\n")
         out.flush()
+        if display is not None:
+            display.draw()

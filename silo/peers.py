@@ -30,8 +30,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .errors import SiloError
+
+if TYPE_CHECKING:
+    from .activity import Activity
 
 __all__ = [
     "LIVE",
@@ -157,6 +161,9 @@ class PeerRecord:
     #: Why the peer's channel ended (set with the terminal state).
     reason: str = ""
     received: Dedupe | None = None
+    #: What the peer last reported doing in a heartbeat (:mod:`silo.activity`), and when.
+    activity: Activity | None = None
+    reported_at: float | None = None
 
     @property
     def ever_heard(self) -> bool:
@@ -228,6 +235,17 @@ class Peers:
         else:
             record.since_in = now
         self.fire(peer, LinkEvent.HEARD)
+
+    def reported(self, peer: str, activity: Activity) -> None:
+        """Keep ``activity``, what ``peer`` reports doing now (an unknown peer is ignored)."""
+        record = self._records.get(peer)
+        if record is not None:
+            record.activity = activity
+            record.reported_at = self._clock()
+
+    def now(self) -> float:
+        """The time on this table's clock."""
+        return self._clock()
 
     def accept(self, peer: str, msg_id: int) -> bool:
         """``True`` if frame ``msg_id`` from ``peer`` is new (it is then marked delivered)."""

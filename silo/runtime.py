@@ -36,7 +36,10 @@ from .log import party_logger
 from .outbound import Outbound
 from .peers import Peers
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
+from .stats import Counters, Stats
+from .tracing import Tracing
 from .transport import Transport
+from .waiting import SlowGets
 from .wire import ObjectId
 from .workers import WorkerPool
 
@@ -83,6 +86,10 @@ class Runtime(Inbound, Outbound, Execution):
         #: The one source of truth for every peer's state, shared with the transport.
         self.peer_table = Peers(self.peers, timeout_s=self.comm.timeout_s, clock=time.monotonic)
         self.peer_table.subscribe(self.peer_over)
+        #: Frames, bytes and calls (:mod:`silo.stats`), shared with the transport.
+        self.counters = Counters(self.peers)
+        self.tracing: Tracing | None = None
+        self._slow_gets = SlowGets(self)
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -131,6 +138,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._loop_thread = threading.get_ident()
         self._shutdown = ShutdownFuture(loop)
         self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
+        self.tracing = Tracing.create(self.party)
         self._transport = Transport(
             party=self.party,
             job=self.job,
@@ -141,6 +149,8 @@ class Runtime(Inbound, Outbound, Execution):
             peer_table=self.peer_table,
             tls=self._tls,
             sock=self._sock,
+            counters=self.counters,
+            tracing=self.tracing,
         )
         await self._transport.start()
         self.main_task = asyncio.current_task()
@@ -188,6 +198,11 @@ class Runtime(Inbound, Outbound, Execution):
     def mark_finished(self) -> None:
         assert self._shutdown is not None
         self._shutdown.mark_finished()
+
+    def stats(self) -> Stats:
+        """A snapshot of this party's counters (:mod:`silo.stats`); callable at any time, also
+        after shutdown."""
+        return self.counters.snapshot(self.party)
 
     # ------------------------------------------------------------------ tasks
 
@@ -379,7 +394,7 @@ class Runtime(Inbound, Outbound, Execution):
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
             self.spawn(
-                self.execute(fn, args, kwargs, deps, futs, self.pool),
+                self.execute(fn, args, kwargs, deps, futs, self.pool, seq=outputs[0].seq),
                 f"silo-call-{getattr(fn, '__name__', 'fn')}-{outputs[0].seq}",
             )
         return outputs
@@ -446,14 +461,19 @@ class Runtime(Inbound, Outbound, Execution):
             if obj.owner == self.party:
                 for peer in self.peers:
                     self.push(obj.id, peer)
-        if timeout is None:
-            values = await self.resolve(objs)
-            return [values[o.id] for o in objs]
+        wait = self._slow_gets.begin(objs)
         try:
-            values = await asyncio.wait_for(self.resolve(objs), timeout)
-        except asyncio.TimeoutError:
-            missing = [o for o in objs if not self.future(o.id, o.owner).done()]
-            raise GetTimeoutError(
-                f"silo.get timed out after {timeout} s waiting for {', '.join(map(repr, missing))}"
-            ) from None
-        return [values[o.id] for o in objs]
+            if timeout is None:
+                values = await self.resolve(objs)
+                return [values[o.id] for o in objs]
+            try:
+                values = await asyncio.wait_for(self.resolve(objs), timeout)
+            except asyncio.TimeoutError:
+                missing = [o for o in objs if not self.future(o.id, o.owner).done()]
+                raise GetTimeoutError(
+                    f"silo.get timed out after {timeout} s waiting for "
+                    f"{', '.join(map(repr, missing))}"
+                ) from None
+            return [values[o.id] for o in objs]
+        finally:
+            self._slow_gets.end(wait)

@@ -2,7 +2,7 @@
 
 A frame is ``u32 header length | msgpack header | body``. The header is a msgpack array::
 
-    [version, kind, job, src_party, msg_id, seq, index, extra]
+    [version, kind, job, src_party, msg_id, seq, index, extra]          (+ [trace], optional)
 
 ``(seq, index)`` is the object id the frame is about (``0, 0`` when none). ``extra`` depends on
 the kind:
@@ -70,6 +70,8 @@ MAX_HEADER = 1 << 20
 #: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
 #: length, so their number is bounded too. A value with more travels with them in its pickle.
 MAX_BUFFERS = 1 << 16
+#: The longest trace context a header may carry (a W3C ``traceparent`` is 55 characters).
+MAX_TRACE = 256
 
 ObjectId = tuple[int, int]
 
@@ -151,6 +153,9 @@ class Header:
     index: int = 0
     extra: Any = None
     version: int = PROTOCOL_VERSION
+    #: Optional W3C ``traceparent`` (:mod:`silo.tracing`): a ninth header field, present only
+    #: when set, so frames without it are unchanged.
+    trace: str | None = None
 
     @property
     def object_id(self) -> ObjectId:
@@ -186,18 +191,19 @@ class OutFrame:
 
 def encode_header(header: Header) -> bytes:
     """The ``u32 length | msgpack header`` prefix of a frame."""
-    packed: bytes = msgpack.packb(
-        [
-            header.version,
-            int(header.kind),
-            header.job,
-            header.src,
-            header.msg_id,
-            header.seq,
-            header.index,
-            header.extra,
-        ]
-    )
+    fields = [
+        header.version,
+        int(header.kind),
+        header.job,
+        header.src,
+        header.msg_id,
+        header.seq,
+        header.index,
+        header.extra,
+    ]
+    if header.trace is not None:
+        fields.append(header.trace)
+    packed: bytes = msgpack.packb(fields)
     return PREFIX.pack(len(packed)) + packed
 
 
@@ -243,9 +249,12 @@ def decode_header(raw: bytes | memoryview) -> Header:
         fields = msgpack.unpackb(raw, use_list=True, raw=False)
     except Exception as exc:
         raise ProtocolError(f"undecodable frame header: {exc}") from exc
-    if not isinstance(fields, list) or len(fields) != 8:
-        raise ProtocolError("frame header is not an 8-field array")
-    version, kind, job, src, msg_id, seq, index, extra = fields
+    if not isinstance(fields, list) or len(fields) not in (8, 9):
+        raise ProtocolError("frame header is not an 8-field array (9 with a trace context)")
+    version, kind, job, src, msg_id, seq, index, extra = fields[:8]
+    trace = fields[8] if len(fields) == 9 else None
+    if trace is not None and not (isinstance(trace, str) and len(trace) <= MAX_TRACE):
+        raise ProtocolError(f"frame trace context must be a short string, got {trace!r:.60}")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {version!r} is not supported (this party speaks {PROTOCOL_VERSION})"
@@ -269,7 +278,7 @@ def decode_header(raw: bytes | memoryview) -> Header:
         extra is None or (isinstance(extra, dict) and all(isinstance(k, str) for k in extra))
     ):
         raise ProtocolError(f"malformed heartbeat fields: {extra!r:.200}")
-    return Header(kind, job, src, msg_id, seq, index, extra, version)
+    return Header(kind, job, src, msg_id, seq, index, extra, version, trace)
 
 
 def decode_frame(frame: bytes | memoryview) -> tuple[Header, memoryview]:

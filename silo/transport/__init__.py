@@ -15,7 +15,9 @@ from typing import Any
 from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SendingFailure
 from ..peers import LinkEvent, Peers
-from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
+from ..stats import Counters
+from ..tracing import Tracing
+from ..wire import ErrorInfo, Kind, ObjectId, OutFrame, encode_control, encode_data
 from .base import FrameSink
 from .link import PeerLink
 from .server import Server
@@ -39,6 +41,8 @@ class Transport:
         peer_table: Peers,
         tls: TLSConfig | None = None,
         sock: socket.socket | None = None,
+        counters: Counters | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._party = party
         self._job = job
@@ -46,7 +50,9 @@ class Transport:
         self._log = log
         self.peer_table = peer_table
         self._monitor: asyncio.Task[None] | None = None
+        self._tracing = tracing
         peers = {p: a for p, a in addresses.items() if p != party}
+        counters = counters if counters is not None else Counters()
         trust = PeerTrust(tls, party=party, parties=addresses, log=log) if tls else None
         self.server = Server(
             party=party,
@@ -59,6 +65,8 @@ class Transport:
             peer_table=peer_table,
             trust=trust,
             sock=sock,
+            counters=counters,
+            tracing=tracing,
         )
         self.links = {
             p: PeerLink(
@@ -70,6 +78,7 @@ class Transport:
                 log=log,
                 peers=peer_table,
                 ssl_context=trust.client_context(p, a) if trust else None,
+                counters=counters,
             )
             for p, a in peers.items()
         }
@@ -92,14 +101,31 @@ class Transport:
 
     async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
         link = self.links[peer]
-        await link.send(encode_data(self._job, self._party, link.next_msg_id(), object_id, value))
+        frame = encode_data(self._job, self._party, link.next_msg_id(), object_id, value)
+        await self._send(link, frame)
+
+    async def _send(self, link: PeerLink, frame: OutFrame, *, control: bool = False) -> None:
+        """Send ``frame`` on ``link``, as a traced send when tracing is on (:mod:`silo.tracing`)."""
+        if self._tracing is None:
+            await link.send(frame, control=control)
+            return
+        span, frame = self._tracing.sending(frame, link.peer)
+        error: BaseException | None = None
+        try:
+            await link.send(frame, control=control)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                self._tracing.end(span, error if isinstance(error, Exception) else None)
 
     async def send_error(self, peer: str, object_id: ObjectId, info: ErrorInfo) -> None:
         link = self.links[peer]
         frame = encode_control(
             Kind.ERROR, self._job, self._party, link.next_msg_id(), object_id, info.to_wire()
         )
-        await link.send(frame, control=True)
+        await self._send(link, frame, control=True)
 
     async def send_abort(self, peer: str, info: ErrorInfo) -> None:
         link = self.links[peer]

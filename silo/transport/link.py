@@ -36,9 +36,11 @@ from typing import Any
 
 import aiohttp
 
+from ..activity import activity_map, note_activity
 from ..config import Address, CrossSiloCommConfig
 from ..errors import FrameRejected, ProtocolError, SendingFailure
 from ..peers import LinkEvent, LinkState, Peers
+from ..stats import Counters
 from ..wire import PROTOCOL_VERSION, Header, Kind, OutFrame, decode_frame, encode_control
 from .base import (
     CONTROL_PATH,
@@ -86,8 +88,12 @@ class PeerLink:
         log: logging.LoggerAdapter[Any],
         peers: Peers,
         ssl_context: ssl.SSLContext | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.peer = peer
+        #: This party's counters (:mod:`silo.stats`) and this peer's share of them.
+        self._counters = counters if counters is not None else Counters()
+        self._count = self._counters.peer(peer)
         self._party = party
         self._job = job
         self._comm = comm
@@ -214,12 +220,15 @@ class PeerLink:
         msg_id = frame.header.msg_id
         answer: asyncio.Future[Header] = asyncio.get_running_loop().create_future()
         pending = self._pending[msg_id] = _Pending(frame, answer, object_id=object_id)
+        nbytes = frame.nbytes
+        self._counters.bytes_in_flight += nbytes
         try:
             ws = self._ws
             if ws is not None and self._connected.is_set():
                 await self._write(ws, pending)
             header = await answer
         finally:
+            self._counters.bytes_in_flight -= nbytes
             self._pending.pop(msg_id, None)
         if header.kind is Kind.REJECT:
             raise self._failure(str(header.extra), object_id, rejected=True)
@@ -235,8 +244,15 @@ class PeerLink:
         pending.attempts += 1
         pending.generation = self._generation
         pending.written_at = loop.time()
+        data = pending.frame.join()
+        count = self._count
+        if pending.attempts == 1:
+            count.frames_sent += 1
+            count.bytes_sent += len(data)
+        else:
+            count.retries += 1
         try:
-            await ws.send_bytes(pending.frame.join())
+            await ws.send_bytes(data)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             self._log.debug("writing to %s failed: %r", self.peer, exc)
         pending.written_at = loop.time()
@@ -257,11 +273,26 @@ class PeerLink:
     async def _post(self, path: str, frame: OutFrame) -> None:
         """Send ``frame`` as an HTTP request, retried on a new connection when it breaks."""
         object_id = self._object_id(frame)
+        nbytes = frame.nbytes
+        self._counters.bytes_in_flight += nbytes
+        try:
+            await self._post_attempts(path, frame, object_id, nbytes)
+        finally:
+            self._counters.bytes_in_flight -= nbytes
+
+    async def _post_attempts(
+        self, path: str, frame: OutFrame, object_id: tuple[int, int] | None, nbytes: int
+    ) -> None:
         policy = self._comm.retry_policy
         attempt = 0
         while True:
             await self._ready(object_id)
             attempt += 1
+            if attempt == 1:
+                self._count.frames_sent += 1
+                self._count.bytes_sent += nbytes
+            else:
+                self._count.retries += 1
             try:
                 await self._post_once(path, frame, object_id)
                 return
@@ -393,6 +424,8 @@ class PeerLink:
         """Replay what waits, then read answers and send heartbeats until ``ws`` closes."""
         self._generation += 1
         generation = self._generation
+        if generation > 1:
+            self._count.reconnects += 1
         self._peers.heard(self.peer, outgoing=True)
         self._peers.fire(self.peer, LinkEvent.CONNECTED)
         beats = asyncio.get_running_loop().create_task(self._heartbeats(ws, generation))
@@ -418,8 +451,9 @@ class PeerLink:
     async def _heartbeats(self, ws: aiohttp.ClientWebSocketResponse[bool], generation: int) -> None:
         """Send a heartbeat every interval; break the connection if an answer is overdue."""
         loop = asyncio.get_running_loop()
-        beat = encode_control(Kind.HEARTBEAT, self._job, self._party).join()
         while not ws.closed:
+            extra = activity_map(self._counters)
+            beat = encode_control(Kind.HEARTBEAT, self._job, self._party, extra=extra).head
             try:
                 await ws.send_bytes(beat)
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
@@ -452,6 +486,8 @@ class PeerLink:
                 pending = self._pending.get(header.msg_id)
                 if pending is not None:
                     self._settle(pending, header)
+            elif header.kind is Kind.HEARTBEAT:
+                note_activity(self._peers, self.peer, header.extra, self._log)
 
 
 def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:

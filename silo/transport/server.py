@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..activity import activity_map, note_activity
 from ..config import Address, CrossSiloCommConfig
 from ..errors import (
     AddressInUseError,
@@ -44,6 +45,8 @@ from ..errors import (
 )
 from ..intake import Verdict
 from ..peers import LinkEvent, Peers
+from ..stats import Counters
+from ..tracing import Tracing
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
@@ -96,7 +99,12 @@ class Server:
         trust: PeerTrust | None = None,
         sock: socket.socket | None = None,
         peer_table: Peers | None = None,
+        counters: Counters | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing
+        #: This party's counters (:mod:`silo.stats`); a server used alone keeps its own.
+        self._counters = counters if counters is not None else Counters()
         #: The runtime's shared peer states; a server used alone keeps its own.
         self._peer_table = peer_table or Peers(
             peers, timeout_s=comm.timeout_s, clock=time.monotonic
@@ -261,6 +269,8 @@ class Server:
             return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
             return None
+        if self._tracing is not None:
+            self._tracing.received(header)
         sink = self._sink
         if header.kind is Kind.ERROR:
             verdict, reason = self._admit(header.src, header.object_id, size)
@@ -315,7 +325,11 @@ class Server:
         """
         header, body = decode_frame(frame)
         if header.kind is Kind.HEARTBEAT:
+            note_activity(self._peer_table, peer, header.extra, self._log)
             return 0, None
+        count = self._counters.peer(peer)
+        count.frames_received += 1
+        count.bytes_received += len(frame)
         if header.kind is not Kind.DATA:
             return header.msg_id, self._dispatch(header, peer, size=len(frame))
         return header.msg_id, self._deliver_data(header, body, len(frame), peer)
@@ -390,9 +404,10 @@ class Server:
     async def _heartbeats(self, ws: web.WebSocketResponse) -> None:
         """This side's heartbeat on a peer's websocket, every ``heartbeat_interval_ms`` (the
         first one interval after the handshake, which the dialer already counts as heard)."""
-        beat = encode_control(Kind.HEARTBEAT, self._job, self._party).head
         while not ws.closed:
             await asyncio.sleep(self._comm.heartbeat_s)
+            extra = activity_map(self._counters)
+            beat = encode_control(Kind.HEARTBEAT, self._job, self._party, extra=extra).head
             try:
                 await ws.send_bytes(beat)
             except (ConnectionError, RuntimeError):
@@ -435,6 +450,9 @@ class Server:
         impostor = self._impostor(header, peer)
         if impostor is not None:
             return _closing(_refusal(403, impostor), request)
+        count = self._counters.peer(peer)
+        count.frames_received += 1
+        count.bytes_received += length
         refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
@@ -463,6 +481,9 @@ class Server:
         impostor = self._impostor(header, peer)
         if impostor is not None:
             return _refusal(403, impostor)
+        count = self._counters.peer(peer)
+        count.frames_received += 1
+        count.bytes_received += len(body)
         refusal_text = self._dispatch(header, peer, size=len(body))
         return web.Response(body=self._answer(header.msg_id, refusal_text))
 
