@@ -22,8 +22,6 @@ from silo.wire import (
     encode_header,
 )
 
-pytest.importorskip("opentelemetry.sdk", reason="the optional extra silo[otel] is not installed")
-
 
 def test_the_trace_field_is_optional_on_the_wire() -> None:
     plain = Header(Kind.DATA, "job", "alice", 1, 2, 0, [0, []])
