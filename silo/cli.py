@@ -33,7 +33,7 @@ from .output import tee_output
 from .progress import STATUS_ENV, reporting
 from .runtime import Runtime
 from .shutdown import Reason
-from .tracebacks import format_user_traceback, last_user_frame
+from .tracebacks import format_user_traceback, last_user_frame, was_reported
 
 __all__ = ["main", "main_entry"]
 
@@ -340,7 +340,7 @@ def _report(who: str, exc: BaseException) -> int:
         where = last_user_frame(exc)
         if where is not None and not isinstance(exc, FedRemoteError):
             summary += f" (at {where})"
-    else:
+    elif not was_reported(exc):
         print(format_user_traceback(exc), end="", file=sys.stderr)
     print(f"silo: {who} failed: {summary.rstrip(': ')}", file=sys.stderr)
     return EXIT_FAILED

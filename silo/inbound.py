@@ -16,6 +16,7 @@ from .errors import FedRemoteError, PeerUnavailableError, SiloError
 from .log import PartyLogger
 from .peers import LinkEvent, LinkState, Peers
 from .shutdown import Reason, ShutdownRequest
+from .tracebacks import headline
 from .wire import ErrorInfo, ObjectId
 
 if TYPE_CHECKING:
@@ -98,10 +99,12 @@ class Inbound:
     def deliver_abort(self, src: str, info: ErrorInfo) -> None:
         """``src`` stopped on an error: every pending get raises that error; shut down."""
         error = self._as_seen_here(src, info)
-        self.log.error("party %s aborted: %s", src, str(error).splitlines()[0])
+        # One line per failure: the program's get (or the end of the program) raises this
+        # error, and that is where it is reported; the log keeps it for debugging.
+        self.log.debug("party %s aborted: %s", src, str(error).splitlines()[0])
         self.fail_pending(error)
         self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
-        self.peer_table.fire(src, LinkEvent.GOODBYE, f"{src} aborted: {error}")
+        self.peer_table.fire(src, LinkEvent.GOODBYE, f"{src} aborted: {headline(error)}")
 
     def peer_over(self, peer: str, state: LinkState, reason: str) -> None:
         """The listener of :class:`~silo.peers.Peers`: ``peer`` reached a terminal ``state``.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from . import context
 from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
 from .shutdown import Reason, ShutdownRequest
+from .tracebacks import headline
 from .wire import ErrorInfo
 
 if TYPE_CHECKING:
@@ -179,7 +181,14 @@ async def _broadcast_abort(runtime: Runtime, info: ErrorInfo) -> None:
         try:
             await asyncio.wait_for(runtime.transport.send_abort(peer, info), _BROADCAST_TIMEOUT)
         except SendingFailure as exc:
-            runtime.log.warning("the error broadcast could not reach %s: %s", peer, exc)
+            # A peer that stopped meanwhile (it aborted too) needs no word from us.
+            over = peer not in runtime.peer_table.live()
+            runtime.log.log(
+                logging.DEBUG if over else logging.WARNING,
+                "the error broadcast could not reach %s: %s",
+                peer,
+                str(exc).splitlines()[0],
+            )
         except asyncio.TimeoutError:
             runtime.log.warning(
                 "the error broadcast to %s timed out after %s s", peer, _BROADCAST_TIMEOUT
@@ -192,10 +201,15 @@ async def teardown(runtime: Runtime, request: ShutdownRequest) -> None:
     """Stop the runtime once; every step runs even if an earlier one fails."""
     log = runtime.log
     if request.reason.is_error:
-        log.warning(
+        # A peer's failure is reported where the program raises it; this party's own, here.
+        from_a_peer = request.reason is Reason.REMOTE_ERROR or isinstance(
+            request.error, FedRemoteError
+        )
+        log.log(
+            logging.DEBUG if from_a_peer else logging.WARNING,
             "shutting down after %s: %s",
             request.reason.value,
-            request.detail or repr(request.error),
+            request.detail or (headline(request.error) if request.error else ""),
         )
     else:
         log.info("shutting down")

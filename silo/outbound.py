@@ -13,11 +13,12 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from .config import CrossSiloCommConfig
-from .errors import FrameRejected, SendingFailure, SerializationError
+from .errors import FrameRejected, SendingFailure, SerializationError, SiloError
 from .graph import FedObject
 from .log import PartyLogger
 from .peers import LinkState, Peers
 from .shutdown import Reason
+from .tracebacks import format_user_traceback, mark_reported
 from .wire import ErrorInfo, ObjectId
 
 if TYPE_CHECKING:
@@ -99,6 +100,14 @@ class Outbound:
                 await self._send_error(peer, object_id, exc)
 
     async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
+        if not isinstance(exc, SiloError) and mark_reported(exc):
+            # The failure begins here: its traceback is printed here, once; the parties it
+            # reaches print one line each.
+            self.log.error(
+                "object %s failed here; the parties that need it raise FedRemoteError:\n%s",
+                object_id,
+                format_user_traceback(exc).rstrip(),
+            )
         info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
         try:
             await self.transport.send_error(peer, object_id, info)

@@ -14,7 +14,14 @@ import contextlib
 import os
 import traceback
 
-__all__ = ["format_user_traceback", "is_machinery", "last_user_frame"]
+__all__ = [
+    "format_user_traceback",
+    "headline",
+    "is_machinery",
+    "last_user_frame",
+    "mark_reported",
+    "was_reported",
+]
 
 _SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _MACHINERY_DIRS = tuple(
@@ -58,3 +65,30 @@ def last_user_frame(exc: BaseException) -> str | None:
         return None
     frame = frames[-1]
     return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+
+
+_REPORTED = "_silo_reported"
+
+
+def mark_reported(exc: BaseException) -> bool:
+    """Note that ``exc``'s traceback was printed; returns whether this call was the first."""
+    if getattr(exc, _REPORTED, False):
+        return False
+    try:
+        setattr(exc, _REPORTED, True)
+    except AttributeError:
+        return True
+    return True
+
+
+def was_reported(exc: BaseException) -> bool:
+    """Whether ``exc``'s traceback was already printed (:func:`mark_reported`)."""
+    return bool(getattr(exc, _REPORTED, False))
+
+
+def headline(exc: BaseException) -> str:
+    """One line for ``exc``: ``ValueError: boom``; a FedRemoteError's own first line."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if text.startswith("FedRemoteError occurred at"):
+        return text
+    return f"{type(exc).__name__}: {text}".rstrip(": ")

@@ -64,13 +64,17 @@ def test_program_error_makes_the_peer_raise_quickly() -> None:
 
 
 def test_shutdown_runs_exactly_once_after_an_error() -> None:
-    runs = run_federation("shutdown_once", ALICE_BOB)
+    # At debug level, so that bob's teardown (a peer's failure: logged at debug) shows too.
+    runs = run_federation("shutdown_once", ALICE_BOB, env={"LOG_LEVEL": "debug"})
     alice = runs["alice"]
     assert alice.returncode == 1
     assert alice.result == {"type": "ValueError", "str": "bad value 42"}
-    assert alice.stderr.count("shutting down") == 1, alice.stderr
-    assert "shutting down after program error" in alice.stderr
-    assert runs["bob"].stderr.count("shutting down") == 1
+    assert alice.stderr.count("shutting down after") == 1, alice.stderr
+    assert "WARNING silo: [alice@" in alice.stderr and "shutting down after program error" in (
+        alice.stderr
+    )
+    assert runs["bob"].stderr.count("shutting down after") == 1, runs["bob"].stderr
+    assert "DEBUG silo: [bob@" in runs["bob"].stderr
     assert runs["bob"].result["src"] == "alice"
 
 

@@ -106,3 +106,54 @@ def test_log_dir_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
     done = run_silo("run", str(file), "--log-dir", str(tmp_path / "taken"))
     assert done.returncode == 2, done
     assert "--log-dir: cannot create" in done.stderr and "taken" in done.stderr
+
+
+CASCADE = """\
+import silo
+
+@silo.remote
+def train(x):
+    raise ValueError("boom")
+
+@silo.remote
+def combine(a, b):
+    return a + b
+
+async def main(party):
+    print(f"{party} started")
+    a = train.party("alice").remote(1)
+    b = combine.party("bob").remote(a, 2)
+    c = combine.party("carol").remote(b, 3)
+    return await silo.get(c)
+"""
+
+
+def test_a_three_party_failure_reads_once(tmp_path: Path) -> None:
+    """The origin prints the user's traceback once; every other party prints one line; no
+    party repeats a peer's traceback or logs its abort at warning level or above."""
+    (tmp_path / "prog.py").write_text(CASCADE)
+    file = write_federation(
+        tmp_path, "prog.py", ["alice", "bob", "carol"], cross_silo_comm={"expose_error_trace": True}
+    )
+    done = run_silo("run", str(file))
+    assert done.returncode == 1, done
+    lines = (done.stdout + done.stderr).splitlines()
+
+    def of(party: str) -> list[str]:
+        return [line for line in lines if line.startswith(f"[{party}]")]
+
+    alice, bob, carol = of("alice"), of("bob"), of("carol")
+    assert sum("Traceback (most recent call last)" in line for line in alice) == 1, done
+    assert sum('raise ValueError("boom")' in line for line in alice) == 1, done
+    for party, own in (("bob", bob), ("carol", carol)):
+        assert not any("Traceback" in line or "raise ValueError" in line for line in own), done
+        noisy = [line for line in own if " WARNING " in line or " ERROR " in line]
+        assert noisy == [], noisy
+        failure = [line for line in own if "FedRemoteError" in line]
+        assert len(failure) == 1, failure
+        assert failure[0].endswith(
+            f"silo: party {party} failed: FedRemoteError occurred at alice caused by "
+            "ValueError: boom"
+        ), failure
+    summary = done.stderr.splitlines()[-4:]
+    assert summary[0].startswith("silo: 3 of 3 parties failed; alice failed first"), summary

@@ -403,7 +403,7 @@ class PeerLink:
                 await self._run_connection(ws)
                 if self._over.is_set():
                     return
-                self._log.info("the channel to %s dropped; reconnecting", self.peer)
+                self._log.debug("the channel to %s dropped; reconnecting", self.peer)
                 self._peers.fire(self.peer, LinkEvent.DROPPED)
             if ever_connected:
                 await asyncio.sleep(policy.backoff_s(attempt))
