@@ -270,7 +270,7 @@ def test_resets_and_a_short_refusal_mid_job_are_retried_and_delivered_once() -> 
         assert party_run.returncode == 0, str(party_run)
         assert party_run.result["total"] == expected
         assert party_run.result["duplicates"] == 0
-    assert "reconnecting" in runs["alice"].stderr + runs["bob"].stderr
+    assert sum(run.result["reconnects"] for run in runs.values()) >= 2, runs
 
 
 def test_a_blackholed_link_fails_both_parties_in_bound() -> None:

@@ -171,7 +171,15 @@ async def chatter(party: str) -> None:
             b = add.party("bob").remote(a, 1000)
             total += await silo.get(b)
             await asyncio.sleep(0.01)
-        report({"total": total, "duplicates": duplicates, "delivered": delivered})
+        reconnects = sum(peer.reconnects for peer in rt.stats().peers.values())
+        report(
+            {
+                "total": total,
+                "duplicates": duplicates,
+                "delivered": delivered,
+                "reconnects": reconnects,
+            }
+        )
 
 
 @scenario
