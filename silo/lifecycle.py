@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
+from .loophandler import Dispatcher
 from .shutdown import Reason, ShutdownRequest
 from .wire import ErrorInfo
 
@@ -82,22 +83,13 @@ async def _logged(runtime: Runtime, handler: Coroutine[Any, Any, object]) -> Non
 
 
 def install_hooks(runtime: Runtime) -> None:
-    """Route SIGINT/SIGTERM and unclaimed exceptions of runtime tasks to the runtime."""
+    """Route SIGINT/SIGTERM and unclaimed exceptions of runtime tasks to the runtime.
+
+    The exception handler is the loop's :class:`~silo.loophandler.Dispatcher`, shared by every
+    runtime on the loop; see :mod:`silo.loophandler`.
+    """
     loop = runtime.loop
-    prev = loop.get_exception_handler()
-
-    def handle(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
-        source = ctx.get("task") or ctx.get("future")
-        exc = ctx.get("exception")
-        if source is not None and runtime.owns(source) and isinstance(exc, Exception):
-            runtime.internal_error(exc, str(ctx.get("message", "unhandled error")))
-        elif prev is not None:
-            prev(loop, ctx)
-        else:
-            loop.default_exception_handler(ctx)
-
-    loop.set_exception_handler(handle)
-    runtime._prev_exception_handler = (handle, prev)
+    runtime.loop_handler = Dispatcher.join(loop, runtime)
     if threading.current_thread() is not threading.main_thread():
         return
     if not any(rt.loop is loop for rt in context.active_runtimes):
@@ -128,10 +120,8 @@ def _signal_error(sig: signal.Signals) -> BaseException:
 
 def _uninstall_hooks(runtime: Runtime) -> None:
     loop = runtime.loop
-    if runtime._prev_exception_handler is not None:
-        handle, prev = runtime._prev_exception_handler
-        if loop.get_exception_handler() is handle:
-            loop.set_exception_handler(prev)
+    if runtime.loop_handler is not None:
+        runtime.loop_handler.leave(runtime)
     if not any(rt.loop is loop for rt in context.active_runtimes):
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from . import context
+from . import context, loophandler
 from .actors import Actor
 from .config import Address, Config, TLSConfig
 from .errors import (
@@ -33,6 +33,7 @@ from .graph import FedObject, find_objects
 from .inbound import Inbound
 from .intake import Admission, Intake
 from .log import party_logger
+from .loophandler import Dispatcher
 from .outbound import Outbound
 from .peers import Peers
 from .shutdown import Reason, ShutdownFuture, ShutdownRequest
@@ -96,7 +97,8 @@ class Runtime(Inbound, Outbound, Execution):
         self.program_done = False
         self._aux: set[asyncio.Task[Any]] = set()
         self._coroutine_functions: dict[object, bool] = {}
-        self._prev_exception_handler: Any = None
+        #: The loop's exception handler this runtime is registered with (see silo.loophandler).
+        self.loop_handler: Dispatcher | None = None
         #: Called on the loop after the teardown when ``exit_on_sending_failure`` ends the
         #: process; ``None`` raises ``SystemExit(1)`` there. ``silo.fed`` sets its own, since its
         #: loop runs on a background thread where ``SystemExit`` would end only that thread.
@@ -205,15 +207,16 @@ class Runtime(Inbound, Outbound, Execution):
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A runtime task ended; a failure goes to the loop's exception handler (which asks
+        :meth:`owns`, so the task leaves its set only afterwards)."""
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                loophandler.report(self, task, exc)
         self._calls.discard(task)
         self._sends.discard(task)
         self._actor_tasks.discard(task)
         self._aux.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self.internal_error(exc, f"runtime task {task.get_name()} failed")
 
     def internal_error(self, exc: BaseException, what: str) -> None:
         """A runtime-owned task failed and nobody awaits it: broadcast and shut down."""
@@ -225,6 +228,7 @@ class Runtime(Inbound, Outbound, Execution):
             task_or_future in self._calls
             or task_or_future in self._sends
             or task_or_future in self._actor_tasks
+            or task_or_future in self._aux
         )
 
     @property
