@@ -220,7 +220,8 @@ class ActorMethod:
         if runtime.token != handle._runtime_token:
             raise ValueError(f"{handle!r} belongs to another silo runtime")
         n = self._options["num_returns"]
-        objs = runtime.call_actor(handle.party, handle._actor_id, self._name, args, kwargs, n)
+        call = f"{handle._cls.__qualname__}.{self._name}"
+        objs = runtime.call_actor(handle.party, handle._actor_id, self._name, args, kwargs, n, call)
         return _one_or_list(objs, n)
 
 

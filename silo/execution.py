@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .divergence import running_call
 from .graph import FedObject, substitute
 from .wire import ObjectId
 from .workers import WorkerPool
@@ -45,10 +46,14 @@ class Execution:
         try:
             values = await self.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
-            if self._is_coroutine(fn):
-                result = await fn(*call_args, **call_kwargs)
-            else:
-                result = await pool.submit(fn, *call_args, **call_kwargs)
+            token = running_call.set(getattr(fn, "__qualname__", "a remote call"))
+            try:
+                if self._is_coroutine(fn):
+                    result = await fn(*call_args, **call_kwargs)
+                else:
+                    result = await pool.submit(fn, *call_args, **call_kwargs)
+            finally:
+                running_call.reset(token)
         except Exception as exc:
             fail_all(outputs, exc)
             return

@@ -21,6 +21,7 @@ from typing import Any
 from . import context, loophandler
 from .actors import Actor
 from .config import Address, Config, TLSConfig
+from .divergence import CallLog, check_not_nested
 from .errors import (
     FedRemoteError,
     GetTimeoutError,
@@ -76,6 +77,8 @@ class Runtime(Inbound, Outbound, Execution):
         self._owner_of: dict[ObjectId, str] = {}
         self.intake = Intake.for_limit(party, self.comm.messages_max_size_in_bytes)
         self._asked: set[ObjectId] = set()
+        #: The name of this party's call behind each live object id (see silo.divergence).
+        self.call_log = CallLog(party)
         self._pushed: set[tuple[ObjectId, str]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         self._sends: set[asyncio.Task[Any]] = set()
@@ -314,13 +317,22 @@ class Runtime(Inbound, Outbound, Execution):
 
     # ------------------------------------------------------------------ calls
 
-    def new_outputs(self, party: str, num_returns: int) -> list[FedObject]:
+    def new_outputs(self, party: str, num_returns: int, call: str) -> list[FedObject]:
+        """The output objects of the next call, named ``call`` (its fingerprint).
+
+        Raises :class:`SiloError` inside a remote call (see :func:`check_not_nested`),
+        :class:`RuntimeClosedError` once shut down.
+        """
+        check_not_nested(f"{call}.remote()")
         self._check_open()
         seq = next(self._seq)
         release = self._released
         outputs = [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
         for orphan in self.intake.issue(outputs):
             self._forget(orphan)
+        diverged = self.call_log.issue(seq, num_returns, call)
+        if diverged is not None:
+            self.diverged(diverged)
         return outputs
 
     def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
@@ -332,6 +344,7 @@ class Runtime(Inbound, Outbound, Execution):
         """Drop an entry nothing can ask for (a peer pushed an id no call here has)."""
         fut = self._objects.pop(object_id, None)
         self._owner_of.pop(object_id, None)
+        self.call_log.forget(object_id)
         if fut is not None and fut.done() and not fut.cancelled():
             fut.exception()
 
@@ -347,6 +360,8 @@ class Runtime(Inbound, Outbound, Execution):
             loop.call_soon_threadsafe(self._released, object_id)
             return
         fut = self._objects.get(object_id)
+        if fut is None or fut.done():
+            self.call_log.forget(object_id)
         if fut is None or self.shutdown_request is not None:
             return
         if not fut.done():
@@ -378,7 +393,7 @@ class Runtime(Inbound, Outbound, Execution):
         num_returns: int,
     ) -> list[FedObject]:
         """Schedule a function call pinned to ``party``; returns its output objects at once."""
-        outputs = self.new_outputs(party, num_returns)
+        outputs = self.new_outputs(party, num_returns, getattr(fn, "__qualname__", "function"))
         deps = self._place(party, args, kwargs)
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
@@ -392,7 +407,7 @@ class Runtime(Inbound, Outbound, Execution):
         self, party: str, cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> int:
         """Schedule the construction of an actor pinned to ``party``; returns its id."""
-        actor_id = self.new_outputs(party, 1)[0].seq
+        actor_id = self.new_outputs(party, 1, cls.__qualname__)[0].seq
         deps = self._place(party, args, kwargs)
         if deps is not None:
             actor = Actor(
@@ -413,8 +428,10 @@ class Runtime(Inbound, Outbound, Execution):
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         num_returns: int,
+        call: str = "",
     ) -> list[FedObject]:
-        outputs = self.new_outputs(party, num_returns)
+        """Schedule ``method`` of an actor; ``call`` names it (``Class.method``) in frames."""
+        outputs = self.new_outputs(party, num_returns, call or method)
         deps = self._place(party, args, kwargs)
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SendingFailure
 from ..peers import LinkEvent, Peers
-from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data
+from ..wire import ErrorInfo, Kind, ObjectId, encode_control, encode_data, error_fields
 from .base import FrameSink
 from .link import PeerLink
 from .server import Server
@@ -90,14 +90,25 @@ class Transport:
             for peer, why in self.peer_table.silent():
                 self.peer_table.fire(peer, LinkEvent.SILENT, why)
 
-    async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
+    async def send_data(
+        self, peer: str, object_id: ObjectId, value: object, call: str = ""
+    ) -> None:
+        """Send ``value``, produced by the call named ``call`` (its fingerprint), to ``peer``."""
         link = self.links[peer]
-        await link.send(encode_data(self._job, self._party, link.next_msg_id(), object_id, value))
+        msg_id = link.next_msg_id()
+        await link.send(encode_data(self._job, self._party, msg_id, object_id, value, call))
 
-    async def send_error(self, peer: str, object_id: ObjectId, info: ErrorInfo) -> None:
+    async def send_error(
+        self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None:
         link = self.links[peer]
         frame = encode_control(
-            Kind.ERROR, self._job, self._party, link.next_msg_id(), object_id, info.to_wire()
+            Kind.ERROR,
+            self._job,
+            self._party,
+            link.next_msg_id(),
+            object_id,
+            error_fields(info, call),
         )
         await link.send(frame, control=True)
 

@@ -43,9 +43,12 @@ class FrameSink(Protocol):
         """Asked before a value or error of ``nbytes`` for ``object_id`` is decoded and
         delivered: store it, drop it (it will never be used), or refuse it (REJECT)."""
 
-    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None: ...
+    def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
+        """A value ``src`` pushed, produced there by the call named ``call`` (``""``: unknown)."""
 
-    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None: ...
+    def deliver_error(
+        self, src: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None: ...
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
         """This party refused the object (not allowed, too large): it fails here too."""
