@@ -167,7 +167,7 @@ class RemoteClass:
         runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
         assert self._party is not None
         actor_id = runtime.create_actor(self._party, self._cls, args, kwargs)
-        return ActorHandle(self._cls, self._party, actor_id, runtime.token)
+        return ActorHandle(self._cls, self._party, actor_id, runtime.token, runtime.release_actor)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -179,11 +179,28 @@ class RemoteClass:
 class ActorHandle:
     """An actor living in ``party``; its methods are called with ``handle.method.remote()``."""
 
-    def __init__(self, cls: type, party: str, actor_id: int, runtime_token: int) -> None:
+    def __init__(
+        self,
+        cls: type,
+        party: str,
+        actor_id: int,
+        runtime_token: int,
+        on_release: Callable[[int], None] | None = None,
+    ) -> None:
         self._cls = cls
         self._party = party
         self._actor_id = actor_id
         self._runtime_token = runtime_token
+        self._on_release = on_release
+
+    def __del__(self) -> None:
+        # The program dropped the handle: no call can reach the actor any more (see Runtime).
+        on_release = self.__dict__.get("_on_release")
+        if on_release is not None:
+            try:
+                on_release(self._actor_id)
+            except Exception:
+                pass
 
     @property
     def party(self) -> str:
@@ -192,9 +209,9 @@ class ActorHandle:
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") or not callable(getattr(self._cls, name, None)):
             raise AttributeError(f"actor {self._cls.__name__} has no method {name!r}")
-        method = ActorMethod(self, name, {"num_returns": 1})
-        self.__dict__[name] = method
-        return method
+        # Not cached on the handle: a method holds its handle, and a cycle would keep a dropped
+        # handle (and so its actor) alive until the next garbage collection.
+        return ActorMethod(self, name, {"num_returns": 1})
 
     def __repr__(self) -> str:
         return f"ActorHandle({self._cls.__name__}, party={self._party!r}, id={self._actor_id})"

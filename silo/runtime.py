@@ -23,13 +23,14 @@ from .actors import Actor
 from .config import Address, Config, TLSConfig
 from .divergence import CallLog, check_not_nested
 from .errors import (
+    ActorKilledError,
     FedRemoteError,
     GetTimeoutError,
     RuntimeClosedError,
     SendingFailure,
     SiloError,
 )
-from .execution import Execution
+from .execution import Execution, fail_all
 from .graph import FedObject, find_objects
 from .inbound import Inbound
 from .intake import Admission, Intake
@@ -362,6 +363,8 @@ class Runtime(Inbound, Outbound, Execution):
         fut = self._objects.get(object_id)
         if fut is None or fut.done():
             self.call_log.forget(object_id)
+            for peer in self.peers:
+                self._pushed.discard((object_id, peer))
         if fut is None or self.shutdown_request is not None:
             return
         if not fut.done():
@@ -417,6 +420,7 @@ class Runtime(Inbound, Outbound, Execution):
                 spawn=lambda coro, name: self.spawn(coro, name, self._actor_tasks),
             )
             self._actors[actor_id] = actor
+            actor.task.add_done_callback(lambda _: self._actors.pop(actor_id, None))
             actor.construct(args, kwargs, deps)
         return actor_id
 
@@ -435,8 +439,27 @@ class Runtime(Inbound, Outbound, Execution):
         deps = self._place(party, args, kwargs)
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
-            self._actors[actor_id].call(method, args, kwargs, deps, futs)
+            actor = self._actors.get(actor_id)
+            if actor is None:
+                # Created here (every party issues the same calls) and since stopped by kill.
+                killed = ActorKilledError(f"actor #{actor_id} was killed; cannot run .{method}")
+                fail_all(futs, killed)
+            else:
+                actor.call(method, args, kwargs, deps, futs)
         return outputs
+
+    def release_actor(self, actor_id: int) -> None:
+        """The program dropped its handle to an actor: no call can reach it any more, so it
+        stops once the calls already queued have run, and leaves the actor table."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self.release_actor, actor_id)
+            return
+        actor = self._actors.get(actor_id)
+        if actor is not None and self.shutdown_request is None:
+            actor.finish()
 
     def _place(
         self, party: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
