@@ -32,7 +32,7 @@ from .graph import FedObject
 from .log import configure_logging
 from .output import party_prefixed_stdout
 from .runtime import Runtime
-from .shutdown import Reason
+from .shutdown import ending_error
 
 __all__ = [
     "ActorHandle",
@@ -295,27 +295,14 @@ class _Init(Generic[T]):
         runtime = self._runtime
         assert runtime is not None
         runtime.program_done = True
-        request = runtime.shutdown_request
-        if exc is None:
+        ending = ending_error(runtime.shutdown_request, program_raised=exc is not None)
+        if exc is None or ending is not None:
             await runtime.shutdown()
-            if (
-                request is not None
-                and request.error is not None
-                and request.reason
-                in (
-                    Reason.REMOTE_ERROR,
-                    Reason.SIGNAL,
-                )
-            ):
-                # The program finished, but the job did not: a peer failed or vanished meanwhile,
-                # or a signal stopped it (the program caught what its gets raised).
-                raise request.error
+            if ending is not None:
+                # The program finished but the job did not, or a signal stopped it: see
+                # silo.shutdown.ending_error.
+                raise ending from None
             return False
-        if request is not None and request.reason is Reason.SIGNAL and request.error is not None:
-            # The program stopped because of the signal (cancelled, or its pending gets failed):
-            # end as the signal would have ended it without silo.
-            await runtime.shutdown()
-            raise request.error from None
         await runtime.fail(exc)
         return False
 

@@ -29,9 +29,9 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import context
-from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
+from .errors import BarrierTimeoutError, SendingFailure
 from .loophandler import Dispatcher
-from .shutdown import Reason, ShutdownRequest
+from .shutdown import Reason, ShutdownRequest, abort_info
 from .wire import ErrorInfo
 
 if TYPE_CHECKING:
@@ -131,24 +131,6 @@ def _uninstall_hooks(runtime: Runtime) -> None:
 # ---------------------------------------------------------------------- teardown
 
 
-def _abort_info(runtime: Runtime, request: ShutdownRequest) -> ErrorInfo:
-    expose = runtime.comm.expose_error_trace
-    error = request.error
-    if isinstance(error, FedRemoteError) or (
-        isinstance(error, Exception) and request.reason is not Reason.SIGNAL
-    ):
-        return ErrorInfo.from_exception(error, party=runtime.party, expose=expose)
-    if not expose:
-        return ErrorInfo(runtime.party)
-    what = request.detail or request.reason.value
-    return ErrorInfo(
-        runtime.party,
-        type(error).__name__ if error else "Shutdown",
-        f"party {runtime.party} stopped: {what}",
-        "",
-    )
-
-
 async def _bounded(aws: list[Any], timeout: float) -> None:
     if aws:
         await asyncio.wait([asyncio.ensure_future(a) for a in aws], timeout=timeout)
@@ -225,7 +207,8 @@ async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
     if runtime.comm.continue_waiting_for_data_sending_on_error:
         await _bounded(list(runtime.pending_sends), runtime.comm.timeout_s)
     await _cancel_all(runtime.pending_sends)
-    await _broadcast_abort(runtime, _abort_info(runtime, request))
+    info = abort_info(runtime.party, request, expose=runtime.comm.expose_error_trace)
+    await _broadcast_abort(runtime, info)
 
 
 def _warn_unasked_failures(runtime: Runtime) -> None:

@@ -26,7 +26,6 @@ from .errors import (
     ActorKilledError,
     FedRemoteError,
     GetTimeoutError,
-    RuntimeClosedError,
     SendingFailure,
     SiloError,
 )
@@ -38,7 +37,13 @@ from .log import party_logger
 from .loophandler import Dispatcher
 from .outbound import Outbound
 from .peers import Peers
-from .shutdown import Reason, ShutdownFuture, ShutdownRequest
+from .shutdown import (
+    Reason,
+    ShutdownFuture,
+    ShutdownRequest,
+    closed_error,
+    pending_error,
+)
 from .transport import Transport
 from .wire import ObjectId
 from .workers import WorkerPool
@@ -266,9 +271,7 @@ class Runtime(Inbound, Outbound, Execution):
     def _check_open(self) -> None:
         request = self.shutdown_request
         if request is not None:
-            raise RuntimeClosedError(
-                f"the silo runtime of party {self.party!r} is shut down ({request.reason.value})"
-            )
+            raise closed_error(self.party, request)
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         """The future of an object, created on first use."""
@@ -297,13 +300,9 @@ class Runtime(Inbound, Outbound, Execution):
         return request.reason.is_error or self._shutdown.finished
 
     def shutdown_error(self) -> BaseException:
-        """What a pending get raises once the runtime has stopped."""
-        request = self.shutdown_request
-        if request is None or not request.reason.is_error:
-            return RuntimeClosedError(f"the silo runtime of party {self.party!r} is shut down")
-        if isinstance(request.error, FedRemoteError):
-            return request.error
-        return FedRemoteError(self.party)
+        """What a pending get raises once the runtime has stopped (see
+        :func:`silo.shutdown.pending_error`)."""
+        return pending_error(self.party, self.shutdown_request)
 
     def objects(self) -> Mapping[ObjectId, asyncio.Future[Any]]:
         return self._objects
