@@ -6,7 +6,7 @@ from typing import Protocol
 
 from ..errors import SiloError
 from ..intake import Admission
-from ..wire import ErrorInfo, ObjectId
+from ..wire import PROTOCOL_VERSION, ErrorInfo, ObjectId
 
 __all__ = [
     "CONTROL_PATH",
@@ -21,9 +21,10 @@ __all__ = [
     "FrameSink",
 ]
 
-WS_PATH = "/silo/v1/ws"
-DATA_PATH = "/silo/v1/data"
-CONTROL_PATH = "/silo/v1/control"
+#: The paths carry the protocol version (:data:`silo.wire.PROTOCOL_VERSION`, the one constant).
+WS_PATH = f"/silo/v{PROTOCOL_VERSION}/ws"
+DATA_PATH = f"/silo/v{PROTOCOL_VERSION}/data"
+CONTROL_PATH = f"/silo/v{PROTOCOL_VERSION}/control"
 HEADER_JOB = "X-Silo-Job"
 HEADER_PARTY = "X-Silo-Party"
 HEADER_PROTOCOL = "X-Silo-Protocol"
