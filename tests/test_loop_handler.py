@@ -95,8 +95,8 @@ async def test_a_failed_runtime_task_goes_through_the_handler_and_is_broadcast(
 
 async def _two_runtimes() -> tuple[silo.Runtime, silo.Runtime]:
     """Two runtimes on this loop, of two single-party jobs (so neither aborts the other)."""
-    first = await silo.init(addresses_for(["alice"]), "alice", logging_level="error")
-    second = await silo.init(addresses_for(["bob"]), "bob", logging_level="error")
+    first = await silo.init(addresses_for(["alice"]), "alice", logging_level="warning")
+    second = await silo.init(addresses_for(["bob"]), "bob", logging_level="warning")
     return first, second
 
 
@@ -159,7 +159,7 @@ async def test_each_runtime_handles_only_its_own_tasks_and_others_reach_the_user
 async def test_a_replaced_handler_does_not_lose_a_runtime_failure() -> None:
     loop = asyncio.get_running_loop()
     addresses = addresses_for(["alice"])
-    runtime = await silo.init(addresses, "alice", job_name="handler", logging_level="error")
+    runtime = await silo.init(addresses, "alice", job_name="handler", logging_level="warning")
     user_seen, user_handler = _recorder()
     try:
         loop.set_exception_handler(user_handler)
