@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,6 @@ PROGRAM = Path(__file__).parent / "programs" / "divergence.py"
 
 
 def _run(scenario: str, timeout: float = 60.0) -> dict[str, Any]:
-    import time
-
     addresses = addresses_for(["alice", "bob"])
     env = {**os.environ, "SILO_TEST_ADDRESSES": json.dumps(addresses), "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()

@@ -270,6 +270,7 @@ async def _send_ws(
 async def test_a_frame_whose_source_is_not_its_connections_party_is_refused(
     certs: Path, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="silo")  # whatever an earlier test's init set
     parties = ["alice", "bob", "carol"]
     addresses = {p: parse_address(p, a) for p, a in addresses_for(parties).items()}
     log = party_logger("bob", JOB)
