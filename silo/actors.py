@@ -104,6 +104,11 @@ class Actor:
             self._killed = True
             self._queue.put_nowait(None)
 
+    @property
+    def task(self) -> asyncio.Task[None]:
+        """The task serving the calls; done once the actor is stopped."""
+        return self._task
+
     def close(self) -> None:
         self._killed = True
         self._task.cancel()

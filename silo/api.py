@@ -32,7 +32,7 @@ from .graph import FedObject
 from .log import configure_logging
 from .output import party_prefixed_stdout
 from .runtime import Runtime
-from .shutdown import Reason
+from .shutdown import ending_error
 
 __all__ = [
     "ActorHandle",
@@ -167,7 +167,7 @@ class RemoteClass:
         runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
         assert self._party is not None
         actor_id = runtime.create_actor(self._party, self._cls, args, kwargs)
-        return ActorHandle(self._cls, self._party, actor_id, runtime.token)
+        return ActorHandle(self._cls, self._party, actor_id, runtime.token, runtime.release_actor)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -179,11 +179,28 @@ class RemoteClass:
 class ActorHandle:
     """An actor living in ``party``; its methods are called with ``handle.method.remote()``."""
 
-    def __init__(self, cls: type, party: str, actor_id: int, runtime_token: int) -> None:
+    def __init__(
+        self,
+        cls: type,
+        party: str,
+        actor_id: int,
+        runtime_token: int,
+        on_release: Callable[[int], None] | None = None,
+    ) -> None:
         self._cls = cls
         self._party = party
         self._actor_id = actor_id
         self._runtime_token = runtime_token
+        self._on_release = on_release
+
+    def __del__(self) -> None:
+        # The program dropped the handle: no call can reach the actor any more (see Runtime).
+        on_release = self.__dict__.get("_on_release")
+        if on_release is not None:
+            try:
+                on_release(self._actor_id)
+            except Exception:
+                pass
 
     @property
     def party(self) -> str:
@@ -192,9 +209,9 @@ class ActorHandle:
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") or not callable(getattr(self._cls, name, None)):
             raise AttributeError(f"actor {self._cls.__name__} has no method {name!r}")
-        method = ActorMethod(self, name, {"num_returns": 1})
-        self.__dict__[name] = method
-        return method
+        # Not cached on the handle: a method holds its handle, and a cycle would keep a dropped
+        # handle (and so its actor) alive until the next garbage collection.
+        return ActorMethod(self, name, {"num_returns": 1})
 
     def __repr__(self) -> str:
         return f"ActorHandle({self._cls.__name__}, party={self._party!r}, id={self._actor_id})"
@@ -220,7 +237,8 @@ class ActorMethod:
         if runtime.token != handle._runtime_token:
             raise ValueError(f"{handle!r} belongs to another silo runtime")
         n = self._options["num_returns"]
-        objs = runtime.call_actor(handle.party, handle._actor_id, self._name, args, kwargs, n)
+        call = f"{handle._cls.__qualname__}.{self._name}"
+        objs = runtime.call_actor(handle.party, handle._actor_id, self._name, args, kwargs, n, call)
         return _one_or_list(objs, n)
 
 
@@ -277,27 +295,14 @@ class _Init(Generic[T]):
         runtime = self._runtime
         assert runtime is not None
         runtime.program_done = True
-        request = runtime.shutdown_request
-        if exc is None:
+        ending = ending_error(runtime.shutdown_request, program_raised=exc is not None)
+        if exc is None or ending is not None:
             await runtime.shutdown()
-            if (
-                request is not None
-                and request.error is not None
-                and request.reason
-                in (
-                    Reason.REMOTE_ERROR,
-                    Reason.SIGNAL,
-                )
-            ):
-                # The program finished, but the job did not: a peer failed or vanished meanwhile,
-                # or a signal stopped it (the program caught what its gets raised).
-                raise request.error
+            if ending is not None:
+                # The program finished but the job did not, or a signal stopped it: see
+                # silo.shutdown.ending_error.
+                raise ending from None
             return False
-        if request is not None and request.reason is Reason.SIGNAL and request.error is not None:
-            # The program stopped because of the signal (cancelled, or its pending gets failed):
-            # end as the signal would have ended it without silo.
-            await runtime.shutdown()
-            raise request.error from None
         await runtime.fail(exc)
         return False
 

@@ -32,7 +32,7 @@ from .loop import run as run_loop
 from .output import tee_output
 from .progress import STATUS_ENV, reporting
 from .runtime import Runtime
-from .shutdown import Reason
+from .shutdown import ending_error
 from .tracebacks import format_user_traceback, last_user_frame, was_reported
 
 __all__ = ["main", "main_entry"]
@@ -372,20 +372,15 @@ async def _serve(
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, _Exit):
             raise
-        _raise_if_signalled(runtime)
+        request = runtime.shutdown_request if runtime is not None else None
+        ending = ending_error(request, program_raised=True)
+        if ending is not None:
+            raise ending from None
         raise
     assert runtime is not None
-    request = runtime.shutdown_request
-    if request is not None and request.reason.is_error and request.error is not None:
-        raise request.error
-
-
-def _raise_if_signalled(runtime: Runtime | None) -> None:
-    """After SIGINT/SIGTERM, raise what the signal means (``KeyboardInterrupt``, ``SystemExit``)
-    rather than whatever the interrupted program ran into (a failed get, a cancellation)."""
-    request = runtime.shutdown_request if runtime is not None else None
-    if request is not None and request.reason is Reason.SIGNAL and request.error is not None:
-        raise request.error from None
+    ending = ending_error(runtime.shutdown_request, program_raised=False)
+    if ending is not None:
+        raise ending
 
 
 # ---------------------------------------------------------------------- every party

@@ -11,7 +11,8 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from .errors import NoRuntimeError, RuntimeClosedError
+from .errors import NoRuntimeError
+from .shutdown import closed_error
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -77,7 +78,7 @@ def current_runtime() -> Runtime:
         return only
     if not active:
         if runtime is not None:
-            raise RuntimeClosedError(f"the silo runtime of party {runtime.party!r} is shut down")
+            raise closed_error(runtime.party, runtime.shutdown_request)
         raise NoRuntimeError("no silo runtime is active: call silo.init(...) first")
     names = ", ".join(sorted(rt.party for rt in active))
     raise NoRuntimeError(

@@ -5,7 +5,8 @@
     SiloError
      ├── ConfigError (also ValueError)        a bad argument or configuration value
      ├── FedRemoteError                       another party failed; raised here instead of waiting
-     │    └── PeerUnavailableError            a peer vanished or shut down before sending a value
+     │    ├── PeerUnavailableError            a peer vanished or shut down before sending a value
+     │    └── DivergenceError                 the parties' programs issued different calls at one id
      ├── GetTimeoutError (also TimeoutError)  silo.get(timeout=...) ran out
      ├── ActorKilledError                     a call on an actor after silo.kill()
      ├── SerializationError                   a payload refused by serializing_allowed_list
@@ -31,6 +32,7 @@ __all__ = [
     "AddressInUseError",
     "BarrierTimeoutError",
     "ConfigError",
+    "DivergenceError",
     "FedRemoteError",
     "FrameRejected",
     "GetTimeoutError",
@@ -102,6 +104,28 @@ class PeerUnavailableError(FedRemoteError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.src_party, self.reason))
+
+
+class DivergenceError(FedRemoteError):
+    """The parties' programs diverged: at one call id, two parties issued different calls.
+
+    Every party must issue the same ``.remote()`` calls in the same order; a frame carries the
+    name of the call that produced it, and the receiver compares it with its own. ``src_party``
+    is the other party involved (the sender of the frame, or the party that detected it);
+    ``seq`` the call id; the message names both parties' calls.
+    """
+
+    def __init__(self, src_party: str, message: str, seq: int = 0) -> None:
+        self.message = message
+        self.seq = seq
+        super().__init__(src_party, None)
+        self.args = (src_party, message, seq)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.src_party, self.message, self.seq))
 
 
 class GetTimeoutError(SiloError, TimeoutError):

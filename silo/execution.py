@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .divergence import running_call
 from .graph import FedObject, substitute
 from .stats import Counters
 from .tracing import Tracing
@@ -57,10 +58,14 @@ class Execution:
             token = self.counters.call_started(name, seq)
             if self.tracing is not None:
                 span = self.tracing.call_started(name, seq, deps)
-            if self._is_coroutine(fn):
-                result = await fn(*call_args, **call_kwargs)
-            else:
-                result = await pool.submit(fn, *call_args, **call_kwargs)
+            running = running_call.set(getattr(fn, "__qualname__", "a remote call"))
+            try:
+                if self._is_coroutine(fn):
+                    result = await fn(*call_args, **call_kwargs)
+                else:
+                    result = await pool.submit(fn, *call_args, **call_kwargs)
+            finally:
+                running_call.reset(running)
         except Exception as exc:
             if span is not None and self.tracing is not None:
                 self.tracing.end(span, exc)

@@ -64,18 +64,40 @@ class FedObject:
         )
 
 
-def _walk(value: Any, visit: Callable[[FedObject], Any]) -> Any:
-    if isinstance(value, FedObject):
-        return visit(value)
-    if type(value) is list:
-        return [_walk(v, visit) for v in value]
-    if type(value) is tuple:
-        return tuple(_walk(v, visit) for v in value)
+def _opened(value: Any) -> tuple[Any, ...] | list[Any] | None:
+    """The items silo looks into inside ``value`` (a list, tuple, named tuple or dict's values),
+    or ``None`` for anything else: the one rule both :func:`find_objects` and
+    :func:`substitute` follow. Subclasses of list, tuple (other than named tuples) and dict are
+    values, not containers."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return value  # type: ignore[no-any-return]
+    if kind is dict:
+        return list(value.values())
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_walk(v, visit) for v in value))
-    if type(value) is dict:
-        return {k: _walk(v, visit) for k, v in value.items()}
-    return value
+        return value
+    return None
+
+
+def _rebuilt(value: Any, items: list[Any]) -> Any:
+    """``value`` (a container :func:`_opened` looked into) with its items replaced."""
+    kind = type(value)
+    if kind is list:
+        return items
+    if kind is dict:
+        return dict(zip(value.keys(), items, strict=True))
+    if kind is tuple:
+        return tuple(items)
+    return kind(*items)
+
+
+def _walk(value: Any, visit: Callable[[FedObject], Any]) -> Any:
+    if type(value) is FedObject:
+        return visit(value)
+    items = _opened(value)
+    if items is None:
+        return value
+    return _rebuilt(value, [_walk(v, visit) for v in items])
 
 
 def find_objects(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[FedObject]:
@@ -87,17 +109,12 @@ def find_objects(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[FedOb
     stack: list[Any] = [*reversed(list(kwargs.values())), *reversed(args)]
     while stack:
         value = stack.pop()
-        kind = type(value)
-        if kind is FedObject:
+        if type(value) is FedObject:
             found.setdefault(value.id, value)
-        elif (
-            kind is list
-            or kind is tuple
-            or (isinstance(value, tuple) and hasattr(value, "_fields"))
-        ):
-            stack.extend(reversed(value))
-        elif kind is dict:
-            stack.extend(reversed(list(value.values())))
+            continue
+        items = _opened(value)
+        if items:
+            stack.extend(reversed(items))
     return list(found.values())
 
 

@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
-from .errors import FedRemoteError, PeerUnavailableError, SiloError
+from .divergence import CallLog
+from .errors import DivergenceError, FedRemoteError, PeerUnavailableError, SiloError
 from .log import PartyLogger
 from .peers import LinkEvent, LinkState, Peers
 from .shutdown import Reason, ShutdownRequest
@@ -33,6 +34,7 @@ class Inbound:
     peer_table: Peers
     _objects: dict[ObjectId, asyncio.Future[Any]]
     _owner_of: dict[ObjectId, str]
+    call_log: CallLog
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -66,15 +68,33 @@ class Inbound:
             return None
         return None if fut.done() else fut
 
-    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None:
+    def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
+        if call and self._diverges(src, object_id, call):
+            return
         fut = self._store(src, object_id)
         if fut is not None:
             fut.set_result(value)
 
-    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo, call: str = "") -> None:
+        if call and self._diverges(src, object_id, call):
+            return
         fut = self._store(src, object_id)
         if fut is not None:
             fut.set_exception(self._as_seen_here(src, info))
+
+    def _diverges(self, src: str, object_id: ObjectId, call: str) -> bool:
+        error = self.call_log.check(src, object_id, call)
+        if error is None:
+            return False
+        self.diverged(error)
+        return True
+
+    def diverged(self, error: DivergenceError) -> None:
+        """The parties' programs diverged: every pending get raises ``error``; shut down (the
+        ABORT carries the message, so every party raises a DivergenceError)."""
+        self.log.error("%s", error)
+        self.fail_pending(error)
+        self.request_shutdown(Reason.REMOTE_ERROR, error, str(error))
 
     def _as_seen_here(self, src: str, info: ErrorInfo) -> FedRemoteError:
         """The error an error frame from ``src`` means here.
@@ -88,6 +108,8 @@ class Inbound:
             return PeerUnavailableError(
                 src, f"{src} lost contact with {self.party} ({error.reason})"
             )
+        if isinstance(error, DivergenceError) and error.src_party == self.party:
+            return DivergenceError(src, error.message, error.seq)
         return error
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .errors import BarrierTimeoutError, FedRemoteError, SendingFailure
-from .shutdown import Reason, ShutdownRequest
+from .loophandler import Dispatcher
+from .shutdown import Reason, ShutdownRequest, abort_info
 from .tracebacks import headline
 from .wire import ErrorInfo
 
@@ -84,22 +85,13 @@ async def _logged(runtime: Runtime, handler: Coroutine[Any, Any, object]) -> Non
 
 
 def install_hooks(runtime: Runtime) -> None:
-    """Route SIGINT/SIGTERM and unclaimed exceptions of runtime tasks to the runtime."""
+    """Route SIGINT/SIGTERM and unclaimed exceptions of runtime tasks to the runtime.
+
+    The exception handler is the loop's :class:`~silo.loophandler.Dispatcher`, shared by every
+    runtime on the loop; see :mod:`silo.loophandler`.
+    """
     loop = runtime.loop
-    prev = loop.get_exception_handler()
-
-    def handle(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
-        source = ctx.get("task") or ctx.get("future")
-        exc = ctx.get("exception")
-        if source is not None and runtime.owns(source) and isinstance(exc, Exception):
-            runtime.internal_error(exc, str(ctx.get("message", "unhandled error")))
-        elif prev is not None:
-            prev(loop, ctx)
-        else:
-            loop.default_exception_handler(ctx)
-
-    loop.set_exception_handler(handle)
-    runtime._prev_exception_handler = (handle, prev)
+    runtime.loop_handler = Dispatcher.join(loop, runtime)
     if threading.current_thread() is not threading.main_thread():
         return
     if not any(rt.loop is loop for rt in context.active_runtimes):
@@ -130,10 +122,8 @@ def _signal_error(sig: signal.Signals) -> BaseException:
 
 def _uninstall_hooks(runtime: Runtime) -> None:
     loop = runtime.loop
-    if runtime._prev_exception_handler is not None:
-        handle, prev = runtime._prev_exception_handler
-        if loop.get_exception_handler() is handle:
-            loop.set_exception_handler(prev)
+    if runtime.loop_handler is not None:
+        runtime.loop_handler.leave(runtime)
     if not any(rt.loop is loop for rt in context.active_runtimes):
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -141,24 +131,6 @@ def _uninstall_hooks(runtime: Runtime) -> None:
 
 
 # ---------------------------------------------------------------------- teardown
-
-
-def _abort_info(runtime: Runtime, request: ShutdownRequest) -> ErrorInfo:
-    expose = runtime.comm.expose_error_trace
-    error = request.error
-    if isinstance(error, FedRemoteError) or (
-        isinstance(error, Exception) and request.reason is not Reason.SIGNAL
-    ):
-        return ErrorInfo.from_exception(error, party=runtime.party, expose=expose)
-    if not expose:
-        return ErrorInfo(runtime.party)
-    what = request.detail or request.reason.value
-    return ErrorInfo(
-        runtime.party,
-        type(error).__name__ if error else "Shutdown",
-        f"party {runtime.party} stopped: {what}",
-        "",
-    )
 
 
 async def _bounded(aws: list[Any], timeout: float) -> None:
@@ -249,7 +221,8 @@ async def _stop_after_error(runtime: Runtime, request: ShutdownRequest) -> None:
     if runtime.comm.continue_waiting_for_data_sending_on_error:
         await _bounded(list(runtime.pending_sends), runtime.comm.timeout_s)
     await _cancel_all(runtime.pending_sends)
-    await _broadcast_abort(runtime, _abort_info(runtime, request))
+    info = abort_info(runtime.party, request, expose=runtime.comm.expose_error_trace)
+    await _broadcast_abort(runtime, info)
 
 
 def _warn_unasked_failures(runtime: Runtime) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from .config import CrossSiloCommConfig
+from .divergence import CallLog
 from .errors import FrameRejected, SendingFailure, SerializationError, SiloError
 from .graph import FedObject
 from .log import PartyLogger
@@ -37,6 +38,7 @@ class Outbound:
     sending_failures: list[SendingFailure]
     _asked: set[ObjectId]
     _pushed: set[tuple[ObjectId, str]]
+    call_log: CallLog
     _sends: set[asyncio.Task[Any]]
     peer_table: Peers
     _handler: Callable[[SendingFailure], object] | None
@@ -76,19 +78,24 @@ class Outbound:
         if not self.peer_table.is_live(peer):
             return
         fut = self.future(object_id, self.party)
-        self.spawn(self._push(object_id, peer, fut), f"silo-push-{object_id}-{peer}", self._sends)
+        call = self.call_log.name(object_id)
+        self.spawn(
+            self._push(object_id, peer, fut, call), f"silo-push-{object_id}-{peer}", self._sends
+        )
 
-    async def _push(self, object_id: ObjectId, peer: str, fut: asyncio.Future[Any]) -> None:
+    async def _push(
+        self, object_id: ObjectId, peer: str, fut: asyncio.Future[Any], call: str
+    ) -> None:
         try:
             value = await fut
         except Exception as exc:
-            await self._send_error(peer, object_id, exc)
+            await self._send_error(peer, object_id, exc, call)
             return
         try:
-            await self.transport.send_data(peer, object_id, value)
+            await self.transport.send_data(peer, object_id, value, call)
         except SerializationError as exc:
             self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
-            await self._send_error(peer, object_id, exc)
+            await self._send_error(peer, object_id, exc, call)
         except SendingFailure as exc:
             if self.peer_table.state(peer) is LinkState.FINISHED:
                 self.log.debug("object %s not sent: %s finished", object_id, peer)
@@ -97,9 +104,11 @@ class Outbound:
             if not isinstance(exc, FrameRejected) and self.peer_table.is_live(peer):
                 # The value did not arrive: tell the peer on the control path, so it raises
                 # instead of waiting for it.
-                await self._send_error(peer, object_id, exc)
+                await self._send_error(peer, object_id, exc, call)
 
-    async def _send_error(self, peer: str, object_id: ObjectId, exc: BaseException) -> None:
+    async def _send_error(
+        self, peer: str, object_id: ObjectId, exc: BaseException, call: str = ""
+    ) -> None:
         if not isinstance(exc, SiloError) and mark_reported(exc):
             # The failure begins here: its traceback is printed here, once; the parties it
             # reaches print one line each.
@@ -110,7 +119,7 @@ class Outbound:
             )
         info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
         try:
-            await self.transport.send_error(peer, object_id, info)
+            await self.transport.send_error(peer, object_id, info, call)
         except SendingFailure as failure:
             if self.peer_table.state(peer) is LinkState.FINISHED:
                 return

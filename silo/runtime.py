@@ -18,24 +18,32 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from . import context
+from . import context, loophandler
 from .actors import Actor
 from .config import Address, Config, TLSConfig
+from .divergence import CallLog, check_not_nested
 from .errors import (
+    ActorKilledError,
     FedRemoteError,
     GetTimeoutError,
-    RuntimeClosedError,
     SendingFailure,
     SiloError,
 )
-from .execution import Execution
+from .execution import Execution, fail_all
 from .graph import FedObject, find_objects
 from .inbound import Inbound
 from .intake import Admission, Intake
 from .log import party_logger
+from .loophandler import Dispatcher
 from .outbound import Outbound
 from .peers import Peers
-from .shutdown import Reason, ShutdownFuture, ShutdownRequest
+from .shutdown import (
+    Reason,
+    ShutdownFuture,
+    ShutdownRequest,
+    closed_error,
+    pending_error,
+)
 from .stats import Counters, Stats
 from .tracing import Tracing
 from .transport import Transport
@@ -78,6 +86,8 @@ class Runtime(Inbound, Outbound, Execution):
         self._owner_of: dict[ObjectId, str] = {}
         self.intake = Intake.for_limit(party, self.comm.messages_max_size_in_bytes)
         self._asked: set[ObjectId] = set()
+        #: The name of this party's call behind each live object id (see silo.divergence).
+        self.call_log = CallLog(party)
         self._pushed: set[tuple[ObjectId, str]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         self._sends: set[asyncio.Task[Any]] = set()
@@ -103,7 +113,8 @@ class Runtime(Inbound, Outbound, Execution):
         self.program_done = False
         self._aux: set[asyncio.Task[Any]] = set()
         self._coroutine_functions: dict[object, bool] = {}
-        self._prev_exception_handler: Any = None
+        #: The loop's exception handler this runtime is registered with (see silo.loophandler).
+        self.loop_handler: Dispatcher | None = None
         #: Called on the loop after the teardown when ``exit_on_sending_failure`` ends the
         #: process; ``None`` raises ``SystemExit(1)`` there. ``silo.fed`` sets its own, since its
         #: loop runs on a background thread where ``SystemExit`` would end only that thread.
@@ -220,15 +231,16 @@ class Runtime(Inbound, Outbound, Execution):
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A runtime task ended; a failure goes to the loop's exception handler (which asks
+        :meth:`owns`, so the task leaves its set only afterwards)."""
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                loophandler.report(self, task, exc)
         self._calls.discard(task)
         self._sends.discard(task)
         self._actor_tasks.discard(task)
         self._aux.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self.internal_error(exc, f"runtime task {task.get_name()} failed")
 
     def internal_error(self, exc: BaseException, what: str) -> None:
         """A runtime-owned task failed and nobody awaits it: broadcast and shut down."""
@@ -240,6 +252,7 @@ class Runtime(Inbound, Outbound, Execution):
             task_or_future in self._calls
             or task_or_future in self._sends
             or task_or_future in self._actor_tasks
+            or task_or_future in self._aux
         )
 
     @property
@@ -273,9 +286,7 @@ class Runtime(Inbound, Outbound, Execution):
     def _check_open(self) -> None:
         request = self.shutdown_request
         if request is not None:
-            raise RuntimeClosedError(
-                f"the silo runtime of party {self.party!r} is shut down ({request.reason.value})"
-            )
+            raise closed_error(self.party, request)
 
     def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
         """The future of an object, created on first use."""
@@ -304,13 +315,9 @@ class Runtime(Inbound, Outbound, Execution):
         return request.reason.is_error or self._shutdown.finished
 
     def shutdown_error(self) -> BaseException:
-        """What a pending get raises once the runtime has stopped."""
-        request = self.shutdown_request
-        if request is None or not request.reason.is_error:
-            return RuntimeClosedError(f"the silo runtime of party {self.party!r} is shut down")
-        if isinstance(request.error, FedRemoteError):
-            return request.error
-        return FedRemoteError(self.party)
+        """What a pending get raises once the runtime has stopped (see
+        :func:`silo.shutdown.pending_error`)."""
+        return pending_error(self.party, self.shutdown_request)
 
     def objects(self) -> Mapping[ObjectId, asyncio.Future[Any]]:
         return self._objects
@@ -325,13 +332,22 @@ class Runtime(Inbound, Outbound, Execution):
 
     # ------------------------------------------------------------------ calls
 
-    def new_outputs(self, party: str, num_returns: int) -> list[FedObject]:
+    def new_outputs(self, party: str, num_returns: int, call: str) -> list[FedObject]:
+        """The output objects of the next call, named ``call`` (its fingerprint).
+
+        Raises :class:`SiloError` inside a remote call (see :func:`check_not_nested`),
+        :class:`RuntimeClosedError` once shut down.
+        """
+        check_not_nested(f"{call}.remote()")
         self._check_open()
         seq = next(self._seq)
         release = self._released
         outputs = [FedObject(party, seq, i, self.token, release) for i in range(num_returns)]
         for orphan in self.intake.issue(outputs):
             self._forget(orphan)
+        diverged = self.call_log.issue(seq, num_returns, call)
+        if diverged is not None:
+            self.diverged(diverged)
         return outputs
 
     def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
@@ -343,6 +359,7 @@ class Runtime(Inbound, Outbound, Execution):
         """Drop an entry nothing can ask for (a peer pushed an id no call here has)."""
         fut = self._objects.pop(object_id, None)
         self._owner_of.pop(object_id, None)
+        self.call_log.forget(object_id)
         if fut is not None and fut.done() and not fut.cancelled():
             fut.exception()
 
@@ -358,6 +375,10 @@ class Runtime(Inbound, Outbound, Execution):
             loop.call_soon_threadsafe(self._released, object_id)
             return
         fut = self._objects.get(object_id)
+        if fut is None or fut.done():
+            self.call_log.forget(object_id)
+            for peer in self.peers:
+                self._pushed.discard((object_id, peer))
         if fut is None or self.shutdown_request is not None:
             return
         if not fut.done():
@@ -389,7 +410,7 @@ class Runtime(Inbound, Outbound, Execution):
         num_returns: int,
     ) -> list[FedObject]:
         """Schedule a function call pinned to ``party``; returns its output objects at once."""
-        outputs = self.new_outputs(party, num_returns)
+        outputs = self.new_outputs(party, num_returns, getattr(fn, "__qualname__", "function"))
         deps = self._place(party, args, kwargs)
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
@@ -403,7 +424,7 @@ class Runtime(Inbound, Outbound, Execution):
         self, party: str, cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> int:
         """Schedule the construction of an actor pinned to ``party``; returns its id."""
-        actor_id = self.new_outputs(party, 1)[0].seq
+        actor_id = self.new_outputs(party, 1, cls.__qualname__)[0].seq
         deps = self._place(party, args, kwargs)
         if deps is not None:
             actor = Actor(
@@ -413,6 +434,7 @@ class Runtime(Inbound, Outbound, Execution):
                 spawn=lambda coro, name: self.spawn(coro, name, self._actor_tasks),
             )
             self._actors[actor_id] = actor
+            actor.task.add_done_callback(lambda _: self._actors.pop(actor_id, None))
             actor.construct(args, kwargs, deps)
         return actor_id
 
@@ -424,13 +446,34 @@ class Runtime(Inbound, Outbound, Execution):
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         num_returns: int,
+        call: str = "",
     ) -> list[FedObject]:
-        outputs = self.new_outputs(party, num_returns)
+        """Schedule ``method`` of an actor; ``call`` names it (``Class.method``) in frames."""
+        outputs = self.new_outputs(party, num_returns, call or method)
         deps = self._place(party, args, kwargs)
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
-            self._actors[actor_id].call(method, args, kwargs, deps, futs)
+            actor = self._actors.get(actor_id)
+            if actor is None:
+                # Created here (every party issues the same calls) and since stopped by kill.
+                killed = ActorKilledError(f"actor #{actor_id} was killed; cannot run .{method}")
+                fail_all(futs, killed)
+            else:
+                actor.call(method, args, kwargs, deps, futs)
         return outputs
+
+    def release_actor(self, actor_id: int) -> None:
+        """The program dropped its handle to an actor: no call can reach it any more, so it
+        stops once the calls already queued have run, and leaves the actor table."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self.release_actor, actor_id)
+            return
+        actor = self._actors.get(actor_id)
+        if actor is not None and self.shutdown_request is None:
+            actor.finish()
 
     def _place(
         self, party: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]

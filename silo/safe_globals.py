@@ -63,6 +63,7 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
             "ActorKilledError",
             "AddressInUseError",
             "ConfigError",
+            "DivergenceError",
             "FedRemoteError",
             "GetTimeoutError",
             "NoRuntimeError",

@@ -16,6 +16,12 @@ when the teardown has completed, whoever started it.
 
 There is no lock (the event loop is single-threaded, and ``request`` has no await point), no
 signal sent to ourselves and no ``KeyboardInterrupt`` injected anywhere.
+
+What a stopped runtime means to its callers is decided here, once, from the winning request:
+:func:`closed_error` (a new call or ``get`` after shutdown), :func:`pending_error` (what a get
+still waiting raises), :func:`abort_info` (what the ABORT frame tells the peers) and
+:func:`ending_error` (what the end of the program raises, for ``async with silo.init(...)`` and
+``python -m silo run`` alike).
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Reason", "ShutdownFuture", "ShutdownRequest"]
+from .errors import FedRemoteError, RuntimeClosedError
+from .wire import ErrorInfo
+
+__all__ = [
+    "Reason",
+    "ShutdownFuture",
+    "ShutdownRequest",
+    "abort_info",
+    "closed_error",
+    "ending_error",
+    "pending_error",
+]
 
 
 class Reason(Enum):
@@ -47,6 +64,61 @@ class ShutdownRequest:
     reason: Reason
     error: BaseException | None = None
     detail: str = ""
+
+
+def closed_error(party: str, request: ShutdownRequest | None) -> RuntimeClosedError:
+    """What using ``party``'s runtime raises once it is shut down (or shutting down)."""
+    why = f" ({request.reason.value})" if request is not None else ""
+    return RuntimeClosedError(f"the silo runtime of party {party!r} is shut down{why}")
+
+
+def pending_error(party: str, request: ShutdownRequest | None) -> BaseException:
+    """What a get still waiting in ``party`` raises once its runtime stopped on ``request``.
+
+    After an intended shutdown, :class:`RuntimeClosedError`; after an error, the
+    :class:`FedRemoteError` that stopped it, or one naming ``party`` for its own failure.
+    """
+    if request is None or not request.reason.is_error:
+        return RuntimeClosedError(f"the silo runtime of party {party!r} is shut down")
+    if isinstance(request.error, FedRemoteError):
+        return request.error
+    return FedRemoteError(party)
+
+
+def abort_info(party: str, request: ShutdownRequest, *, expose: bool) -> ErrorInfo:
+    """What the ABORT frame of ``party`` stopping on ``request`` tells its peers.
+
+    The error itself (as an error frame would carry it) unless it is a signal's; for a signal, only
+    which party stopped and on what (and with ``expose``, the signal's exception type).
+    """
+    error = request.error
+    if isinstance(error, FedRemoteError) or (
+        isinstance(error, Exception) and request.reason is not Reason.SIGNAL
+    ):
+        return ErrorInfo.from_exception(error, party=party, expose=expose)
+    if not expose:
+        return ErrorInfo(party)
+    what = request.detail or request.reason.value
+    return ErrorInfo(
+        party, type(error).__name__ if error else "Shutdown", f"party {party} stopped: {what}", ""
+    )
+
+
+def ending_error(request: ShutdownRequest | None, *, program_raised: bool) -> BaseException | None:
+    """What the end of a party's program raises, given how its runtime stopped.
+
+    * After SIGINT or SIGTERM: what the signal means (``KeyboardInterrupt``,
+      ``SystemExit(128 + n)``), whatever the interrupted program ran into.
+    * The program raised anything else: ``None``, its own exception goes on.
+    * It finished normally but the job did not (a peer failed or vanished, a runtime task failed,
+      a sending failure stopped it; the program caught what its gets raised): that error.
+    * Otherwise ``None``.
+    """
+    if request is None or request.error is None or not request.reason.is_error:
+        return None
+    if request.reason is Reason.SIGNAL or not program_raised:
+        return request.error
+    return None
 
 
 class ShutdownFuture:

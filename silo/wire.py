@@ -8,10 +8,11 @@ A frame is ``u32 header length | msgpack header | body``. The header is a msgpac
 the kind:
 
 =========  ==========================================================================
-DATA       ``[pickle_len, [buffer_len, ...]]``; the body is the pickle stream followed
-           by the out-of-band buffers, back to back
-ERROR      ``[origin, type_name, message, traceback]`` (the last three may be nil);
-           the object failed at ``origin``. Plain msgpack, never pickled.
+DATA       ``[pickle_len, [buffer_len, ...], call]``; the body is the pickle stream
+           followed by the out-of-band buffers, back to back
+ERROR      ``[origin, type_name, message, traceback, call]`` (``type_name``,
+           ``message`` and ``traceback`` may be nil); the object failed at
+           ``origin``. Plain msgpack, never pickled.
 ABORT      as ERROR, not tied to an object: the sender's program failed
 ACK        nil: the receiver stored message ``msg_id``
 REJECT     a reason string: the receiver refused ``msg_id`` for good
@@ -20,11 +21,18 @@ HEARTBEAT  nil or a small map (room for the sender's activity): sent by both end
 GOODBYE    nil: the sender finished cleanly and will send nothing more; answered ACK
 =========  ==========================================================================
 
+``call`` is the fingerprint of the call that produced the object: the qualified name of its
+function or method (``train``, ``Counter.inc``), at most :data:`MAX_CALL_NAME` characters. A
+receiver whose own call at that id differs knows the parties' programs diverged. It is optional
+(a frame without it is not checked), so the frames of older tests and tools still decode.
+
 ERROR and ABORT frames about a lost peer carry ``type_name`` :data:`PEER_UNAVAILABLE` and the
 reason as ``message`` (whatever ``expose_error_trace`` says), so every party raises
-``PeerUnavailableError`` naming the lost party. A clean shutdown is told by the GOODBYE frame,
-acknowledged before the websockets close: close codes (``CLOSE_GOODBYE``, ``CLOSE_ABORT``) are
-informative only, since a TLS close may be lost on the way.
+``PeerUnavailableError`` naming the lost party; those about diverged programs carry
+:data:`DIVERGED` and the message naming both calls, so every party raises ``DivergenceError``.
+A clean shutdown is told by the GOODBYE frame, acknowledged before the websockets close: close
+codes (``CLOSE_GOODBYE``, ``CLOSE_ABORT``) are informative only, since a TLS close may be lost on
+the way.
 """
 
 from __future__ import annotations
@@ -40,11 +48,19 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from . import serde
-from .errors import FedRemoteError, PeerUnavailableError, ProtocolError, RemoteCause
+from .errors import (
+    DivergenceError,
+    FedRemoteError,
+    PeerUnavailableError,
+    ProtocolError,
+    RemoteCause,
+)
 
 __all__ = [
     "CLOSE_ABORT",
     "CLOSE_GOODBYE",
+    "DIVERGED",
+    "MAX_CALL_NAME",
     "PEER_UNAVAILABLE",
     "PROTOCOL_VERSION",
     "ErrorInfo",
@@ -57,6 +73,7 @@ __all__ = [
     "decode_header",
     "encode_data",
     "encode_header",
+    "error_fields",
     "header_length",
 ]
 
@@ -65,6 +82,8 @@ CLOSE_GOODBYE = 4000
 CLOSE_ABORT = 4001
 #: The remote type name that rebuilds a :class:`PeerUnavailableError` on receipt.
 PEER_UNAVAILABLE = "silo.PeerUnavailableError"
+#: The remote type name that rebuilds a :class:`DivergenceError` on receipt.
+DIVERGED = "silo.DivergenceError"
 PREFIX = struct.Struct("!I")
 MAX_HEADER = 1 << 20
 #: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
@@ -72,6 +91,8 @@ MAX_HEADER = 1 << 20
 MAX_BUFFERS = 1 << 16
 #: The longest trace context a header may carry (a W3C ``traceparent`` is 55 characters).
 MAX_TRACE = 256
+#: The longest call fingerprint a DATA or ERROR frame carries (longer names are truncated).
+MAX_CALL_NAME = 128
 
 ObjectId = tuple[int, int]
 
@@ -114,6 +135,8 @@ class ErrorInfo:
     def to_exception(self) -> FedRemoteError:
         if self.type_name == PEER_UNAVAILABLE:
             return PeerUnavailableError(self.origin, self.message or "")
+        if self.type_name == DIVERGED:
+            return DivergenceError(self.origin, self.message or "programs diverged")
         cause = None
         if self.type_name is not None:
             cause = RemoteCause(self.type_name, self.message or "", self.traceback or "")
@@ -123,10 +146,13 @@ class ErrorInfo:
     def from_exception(cls, exc: BaseException, *, party: str, expose: bool) -> ErrorInfo:
         """Describe ``exc`` raised in ``party``; a cascading FedRemoteError keeps its origin.
 
-        A :class:`PeerUnavailableError` always crosses with its reason, so it is rebuilt as such.
+        A :class:`PeerUnavailableError` always crosses with its reason, and a
+        :class:`DivergenceError` with its message (only call names), so each is rebuilt as such.
         """
         if isinstance(exc, PeerUnavailableError):
             return cls(exc.src_party, PEER_UNAVAILABLE, exc.reason, None)
+        if isinstance(exc, DivergenceError):
+            return cls(party, DIVERGED, exc.message, None)
         if isinstance(exc, FedRemoteError):
             if expose and exc.cause is not None:
                 return cls(
@@ -163,13 +189,21 @@ class Header:
 
     def error_info(self) -> ErrorInfo:
         """The ErrorInfo of an ERROR or ABORT header (validated by :func:`decode_header`)."""
-        origin, type_name, message, trace = self.extra
+        origin, type_name, message, trace = self.extra[:4]
         return ErrorInfo(origin, type_name, message, trace)
 
     def data_layout(self) -> tuple[int, list[int]]:
         """``(pickle_len, buffer_lens)`` of a DATA header (validated by :func:`decode_header`)."""
-        pickle_len, buffer_lens = self.extra
-        return pickle_len, buffer_lens
+        return self.extra[0], self.extra[1]
+
+    @property
+    def call(self) -> str:
+        """The fingerprint of the call a DATA or ERROR frame is about; ``""`` when absent."""
+        if self.kind is Kind.DATA and len(self.extra) == 3:
+            return str(self.extra[2])
+        if self.kind is Kind.ERROR and len(self.extra) == 5:
+            return str(self.extra[4])
+        return ""
 
 
 @dataclass(frozen=True)
@@ -217,12 +251,16 @@ def header_length(prefix: bytes | memoryview) -> int:
     return int(length)
 
 
-def _check_error_extra(extra: object) -> None:
+def _is_call_name(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_CALL_NAME
+
+
+def _check_error_extra(extra: object, *, with_call: bool) -> None:
     if not (
         isinstance(extra, list)
-        and len(extra) == 4
+        and (len(extra) == 4 or (with_call and len(extra) == 5 and _is_call_name(extra[4])))
         and isinstance(extra[0], str)
-        and all(v is None or isinstance(v, str) for v in extra[1:])
+        and all(v is None or isinstance(v, str) for v in extra[1:4])
     ):
         raise ProtocolError(f"malformed error fields: {extra!r:.200}")
 
@@ -230,15 +268,17 @@ def _check_error_extra(extra: object) -> None:
 def _check_data_extra(extra: object) -> None:
     if not (
         isinstance(extra, list)
-        and len(extra) == 2
+        and (len(extra) == 2 or (len(extra) == 3 and _is_call_name(extra[2])))
         and isinstance(extra[0], int)
+        and not isinstance(extra[0], bool)
         and extra[0] >= 0
         and isinstance(extra[1], list)
         and len(extra[1]) <= MAX_BUFFERS
         and all(isinstance(n, int) and n >= 0 for n in extra[1])
     ):
         raise ProtocolError(
-            f"malformed data layout (at most {MAX_BUFFERS} buffers of non-negative length): "
+            f"malformed data layout (at most {MAX_BUFFERS} buffers of non-negative length, a call "
+            f"name of at most {MAX_CALL_NAME} characters): "
             f"{extra!r:.200}"
         )
 
@@ -269,7 +309,7 @@ def decode_header(raw: bytes | memoryview) -> Header:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ProtocolError(f"frame {name} must be a non-negative integer, got {value!r:.50}")
     if kind in (Kind.ERROR, Kind.ABORT):
-        _check_error_extra(extra)
+        _check_error_extra(extra, with_call=kind is Kind.ERROR)
     elif kind is Kind.DATA:
         _check_data_extra(extra)
     elif kind is Kind.REJECT and not isinstance(extra, str):
@@ -300,19 +340,25 @@ def decode_frame(frame: bytes | memoryview) -> tuple[Header, memoryview]:
     return header, body
 
 
-def encode_data(job: str, src: str, msg_id: int, object_id: ObjectId, value: object) -> OutFrame:
-    """A DATA frame for ``value``; large buffers stay as uncopied segments."""
+def encode_data(
+    job: str, src: str, msg_id: int, object_id: ObjectId, value: object, call: str = ""
+) -> OutFrame:
+    """A DATA frame for ``value`` produced by ``call`` (truncated to :data:`MAX_CALL_NAME`;
+    ``""`` sends none); large buffers stay as uncopied segments."""
     data, buffers = serde.dumps(value, max_buffers=MAX_BUFFERS)
-    header = Header(
-        Kind.DATA,
-        job,
-        src,
-        msg_id,
-        object_id[0],
-        object_id[1],
-        [len(data), [b.nbytes for b in buffers]],
-    )
+    layout: list[Any] = [len(data), [b.nbytes for b in buffers]]
+    if call:
+        layout.append(call[:MAX_CALL_NAME])
+    header = Header(Kind.DATA, job, src, msg_id, object_id[0], object_id[1], layout)
     return OutFrame(header, encode_header(header), [data, *buffers])
+
+
+def error_fields(info: ErrorInfo, call: str = "") -> list[str | None]:
+    """The ``extra`` of an ERROR frame: ``info`` and the fingerprint of the failed call."""
+    fields = info.to_wire()
+    if call:
+        fields.append(call[:MAX_CALL_NAME])
+    return fields
 
 
 def encode_control(

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 import silo
+from silo.transport.base import WS_PATH
 
 from multiparty import free_ports
 
@@ -53,7 +54,7 @@ async def deaf_peer() -> AsyncIterator[DeafPeer]:
         return ws
 
     app = web.Application()
-    app.router.add_get("/silo/v1/ws", handler)
+    app.router.add_get(WS_PATH, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     (port,) = free_ports(1)

@@ -26,6 +26,22 @@ def test_find_and_substitute_nested_objects() -> None:
     assert new_kwargs == {"d": {"inner": ["B"]}}
 
 
+class Bag(list):  # type: ignore[type-arg]
+    """A list subclass: a value, not a container silo looks into."""
+
+
+def test_finding_and_substituting_follow_one_rule() -> None:
+    a = FedObject("alice", 1, 0, 9)
+    hidden = Bag([a])
+    ordered = OrderedDict(k=a)
+    args = (hidden, ordered, Point(a, a), ())
+    assert find_objects(args, {}) == [a]
+    new_args, _ = substitute(args, {}, {a.id: "A"})
+    assert new_args[0] is hidden and new_args[1] is ordered
+    assert new_args[2] == Point("A", "A") and new_args[3] == ()
+    assert find_objects((hidden, ordered), {}) == []
+
+
 def test_fed_object_identity_and_pickling_refused() -> None:
     a = FedObject("alice", 1, 0, 9)
     assert a == FedObject("alice", 1, 0, 9) and a != FedObject("alice", 1, 0, 8)

@@ -254,10 +254,10 @@ class RecordingSink:
     def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
         return STORE
 
-    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None:
+    def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
         self.calls.append(("data", src, str(object_id), repr(value)))
 
-    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None:
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo, call: str = "") -> None:
         self.calls.append(("error", src, str(object_id)))
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:

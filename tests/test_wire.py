@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 import silo
-from silo.errors import FedRemoteError, ProtocolError, RemoteCause, SerializationError
+from silo.errors import (
+    DivergenceError,
+    FedRemoteError,
+    ProtocolError,
+    RemoteCause,
+    SerializationError,
+)
 from silo.wire import (
+    MAX_CALL_NAME,
     PREFIX,
     ErrorInfo,
     Kind,
@@ -21,6 +28,7 @@ from silo.wire import (
     decode_frame,
     encode_control,
     encode_data,
+    error_fields,
     user_traceback,
 )
 
@@ -67,6 +75,30 @@ def test_error_frame_is_plain_msgpack_fields() -> None:
     assert err.cause == RemoteCause("ValueError", "bad", "Traceback ...")
 
 
+def test_data_and_error_frames_carry_the_call_that_produced_them() -> None:
+    frame = encode_data("job", "alice", 7, (3, 1), 5, call="Counter.inc")
+    header, body = decode_frame(frame.join())
+    assert header.call == "Counter.inc" and decode_data(header, body, None) == 5
+    assert decode_frame(encode_data("job", "alice", 7, (3, 1), 5).join())[0].call == ""
+    long = encode_data("job", "alice", 7, (3, 1), 5, call="f" * 500)
+    assert decode_frame(long.join())[0].call == "f" * MAX_CALL_NAME
+    info = ErrorInfo("alice", None, None, None)
+    error = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), error_fields(info, "train"))
+    header, _ = decode_frame(error.join())
+    assert header.call == "train" and header.error_info() == info
+    plain = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), error_fields(info))
+    assert decode_frame(plain.join())[0].call == ""
+
+
+def test_a_divergence_crosses_with_its_message_whatever_expose_says() -> None:
+    error = DivergenceError("bob", "programs diverged at call 3: alice ran f, bob ran g", 3)
+    info = ErrorInfo.from_exception(error, party="alice", expose=False)
+    assert info.origin == "alice" and info.message == str(error)
+    rebuilt = info.to_exception()
+    assert isinstance(rebuilt, DivergenceError) and str(rebuilt) == str(error)
+    assert rebuilt.src_party == "alice"
+
+
 def _frame(fields: list[object], body: bytes = b"") -> bytes:
     packed = msgpack.packb(fields)
     return PREFIX.pack(len(packed)) + packed + body
@@ -88,6 +120,12 @@ def _frame(fields: list[object], body: bytes = b"") -> bytes:
         (_frame([1, 1, "j", "a", 0, 0, 0, [4, [2]]], b"abc"), "header announces 6"),
         (_frame([1, 2, "j", "a", 0, 0, 0, [1, 2, 3, 4]]), "malformed error fields"),
         (_frame([1, 5, "j", "a", 0, 0, 0, None]), "reject frame without a reason"),
+        (_frame([1, 1, "j", "a", 0, 0, 0, [0, [], 5]]), "malformed data layout"),
+        (_frame([1, 1, "j", "a", 0, 0, 0, [0, [], "f" * 129]]), "malformed data layout"),
+        (_frame([1, 1, "j", "a", 0, 0, 0, [0, [], "f", "g"]]), "malformed data layout"),
+        (_frame([1, 2, "j", "a", 0, 0, 0, ["a", None, None, None, 7]]), "malformed error"),
+        (_frame([1, 2, "j", "a", 0, 0, 0, ["a", None, None, None, "f" * 129]]), "malformed"),
+        (_frame([1, 3, "j", "a", 0, 0, 0, ["a", None, None, None, "train"]]), "malformed"),
     ],
 )
 def test_malformed_frames_raise_protocol_error(raw: bytes, message: str) -> None:
@@ -156,6 +194,8 @@ def test_any_corrupted_frame_is_a_protocol_error_or_decodes() -> None:
         encode_data("job", "alice", 7, (3, 1), {"a": [1, 2.5, "x"]}).join(),
         encode_data("job", "alice", 8, (4, 0), np.arange(16.0)).join(),
         encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), ["alice", "E", "m", "t"]).join(),
+        encode_control(Kind.ERROR, "job", "bob", 4, (5, 0), ["a", None, None, None, "f"]).join(),
+        encode_data("job", "alice", 9, (4, 0), [1, 2], call="Counter.inc").join(),
         encode_control(Kind.ACK, "job", "bob", 9).join(),
     ]
     for _ in range(3000):

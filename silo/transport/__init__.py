@@ -17,7 +17,15 @@ from ..errors import SendingFailure
 from ..peers import LinkEvent, Peers
 from ..stats import Counters
 from ..tracing import Tracing
-from ..wire import ErrorInfo, Kind, ObjectId, OutFrame, encode_control, encode_data
+from ..wire import (
+    ErrorInfo,
+    Kind,
+    ObjectId,
+    OutFrame,
+    encode_control,
+    encode_data,
+    error_fields,
+)
 from .base import FrameSink
 from .link import PeerLink
 from .server import Server
@@ -99,9 +107,12 @@ class Transport:
             for peer, why in self.peer_table.silent():
                 self.peer_table.fire(peer, LinkEvent.SILENT, why)
 
-    async def send_data(self, peer: str, object_id: ObjectId, value: object) -> None:
+    async def send_data(
+        self, peer: str, object_id: ObjectId, value: object, call: str = ""
+    ) -> None:
+        """Send ``value``, produced by the call named ``call`` (its fingerprint), to ``peer``."""
         link = self.links[peer]
-        frame = encode_data(self._job, self._party, link.next_msg_id(), object_id, value)
+        frame = encode_data(self._job, self._party, link.next_msg_id(), object_id, value, call)
         await self._send(link, frame)
 
     async def _send(self, link: PeerLink, frame: OutFrame, *, control: bool = False) -> None:
@@ -120,10 +131,17 @@ class Transport:
             if span is not None:
                 self._tracing.end(span, error if isinstance(error, Exception) else None)
 
-    async def send_error(self, peer: str, object_id: ObjectId, info: ErrorInfo) -> None:
+    async def send_error(
+        self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None:
         link = self.links[peer]
         frame = encode_control(
-            Kind.ERROR, self._job, self._party, link.next_msg_id(), object_id, info.to_wire()
+            Kind.ERROR,
+            self._job,
+            self._party,
+            link.next_msg_id(),
+            object_id,
+            error_fields(info, call),
         )
         await self._send(link, frame, control=True)
 

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from ..errors import SiloError
 from ..intake import Admission
-from ..wire import ErrorInfo, ObjectId
+from ..wire import PROTOCOL_VERSION, ErrorInfo, ObjectId
 
 __all__ = [
     "CONTROL_PATH",
@@ -21,9 +21,10 @@ __all__ = [
     "FrameSink",
 ]
 
-WS_PATH = "/silo/v1/ws"
-DATA_PATH = "/silo/v1/data"
-CONTROL_PATH = "/silo/v1/control"
+#: The paths carry the protocol version (:data:`silo.wire.PROTOCOL_VERSION`, the one constant).
+WS_PATH = f"/silo/v{PROTOCOL_VERSION}/ws"
+DATA_PATH = f"/silo/v{PROTOCOL_VERSION}/data"
+CONTROL_PATH = f"/silo/v{PROTOCOL_VERSION}/control"
 HEADER_JOB = "X-Silo-Job"
 HEADER_PARTY = "X-Silo-Party"
 HEADER_PROTOCOL = "X-Silo-Protocol"
@@ -43,9 +44,12 @@ class FrameSink(Protocol):
         """Asked before a value or error of ``nbytes`` for ``object_id`` is decoded and
         delivered: store it, drop it (it will never be used), or refuse it (REJECT)."""
 
-    def deliver_data(self, src: str, object_id: ObjectId, value: object) -> None: ...
+    def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
+        """A value ``src`` pushed, produced there by the call named ``call`` (``""``: unknown)."""
 
-    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo) -> None: ...
+    def deliver_error(
+        self, src: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None: ...
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
         """This party refused the object (not allowed, too large): it fails here too."""

@@ -280,9 +280,9 @@ class Server:
             if decode_error is not None:
                 sink.deliver_refused(header.src, header.object_id, decode_error)
                 return f"party {self._party!r} refused object {header.object_id}: {decode_error}"
-            sink.deliver_data(header.src, header.object_id, value)
+            sink.deliver_data(header.src, header.object_id, value, header.call)
         elif header.kind is Kind.ERROR:
-            sink.deliver_error(header.src, header.object_id, header.error_info())
+            sink.deliver_error(header.src, header.object_id, header.error_info(), header.call)
         elif header.kind is Kind.ABORT:
             sink.deliver_abort(header.src, header.error_info())
         elif header.kind is Kind.GOODBYE:

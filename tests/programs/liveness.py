@@ -155,13 +155,13 @@ async def chatter(party: str) -> None:
         delivered = 0
         original = rt.deliver_data
 
-        def counting(src: str, object_id: tuple[int, int], value: object) -> None:
+        def counting(src: str, object_id: tuple[int, int], value: object, call: str = "") -> None:
             nonlocal duplicates, delivered
             fut = rt.objects().get(object_id)
             delivered += 1
             if fut is not None and fut.done():
                 duplicates += 1
-            original(src, object_id, value)
+            original(src, object_id, value, call)
 
         rt.deliver_data = counting  # type: ignore[method-assign]
         print("STARTED", flush=True)
