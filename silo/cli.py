@@ -26,10 +26,11 @@ from . import __version__
 from .api import call_main, init
 from .config import TLSConfig
 from .errors import ConfigError, FedRemoteError, SiloError
-from .federation import Federation, is_local_host, load_federation, load_program
+from .federation import Federation, is_local_host, load_federation
 from .launcher import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, GRACE_S, Launcher
 from .loop import run as run_loop
 from .output import tee_output
+from .program import load_program
 from .progress import STATUS_ENV, reporting
 from .runtime import Runtime
 from .shutdown import ending_error

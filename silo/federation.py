@@ -3,7 +3,7 @@
 :func:`load_federation` reads one file into a frozen :class:`Federation`. Every problem raises
 :class:`~silo.errors.ConfigError` whose message names the file, the key (dotted:
 ``parties.bob.address``) and what was expected. Values shared with ``silo.init`` are checked by
-the same functions ``init`` uses (:mod:`silo.config`). :func:`load_program` imports the program
+the same functions ``init`` uses (:mod:`silo.config`). :mod:`silo.program` imports the program
 and returns its entry point.
 
 The schema (every key, type and default) is documented in ``docs/cli.md``.
@@ -12,14 +12,11 @@ The schema (every key, type and default) is documented in ``docs/cli.md``.
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
 import re
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -44,7 +41,6 @@ __all__ = [
     "ProgramSpec",
     "is_local_host",
     "load_federation",
-    "load_program",
 ]
 
 _TOP_KEYS = {
@@ -441,80 +437,3 @@ def _parse_program(check: _Checker, raw: object) -> ProgramSpec:
             f"expected a file path ending in .py or 'pkg.module:func', got {_describe(raw)}",
         )
     return ProgramSpec(path=None, module=target, func=func)
-
-
-def load_program(fed: Federation) -> Callable[..., Any]:
-    """Import the federation's program and return its entry point (``main`` by default).
-
-    A file program is imported as a module named after the file, with its directory first on
-    ``sys.path`` (as ``python file.py`` would, except that ``__name__`` is not ``"__main__"``).
-    Raises :class:`ConfigError` when the module cannot be found or the function is missing or
-    not callable; an exception raised by the program's own top-level code propagates unchanged.
-    """
-    spec = fed.program
-    where = f"{fed.source}: program"
-    module = (
-        _import_file(where, spec.path)
-        if spec.path is not None
-        else _import_module(where, spec.module or "")
-    )
-    entry = getattr(module, spec.func, None)
-    target = f"'{spec.path}'" if spec.path is not None else f"module {spec.module!r}"
-    if entry is None:
-        raise ConfigError(f"{where}: expected {target} to define a function {spec.func!r}")
-    if not callable(entry):
-        raise ConfigError(
-            f"{where}: expected {spec.func!r} in {target} to be a function, got {_describe(entry)}"
-        )
-    return entry  # type: ignore[no-any-return]
-
-
-def _import_file(where: str, path: Path) -> ModuleType:
-    name = path.stem
-    if not name.isidentifier():
-        raise ConfigError(
-            f"{where}: expected a file name that is a Python identifier, got '{path.name}'"
-        )
-    loaded = sys.modules.get(name)
-    if (
-        loaded is not None
-        and Path(getattr(loaded, "__file__", "") or "").resolve() != path.resolve()
-    ):
-        raise ConfigError(
-            f"{where}: '{path.name}' would shadow the module {name!r} that is already imported; "
-            f"expected another file name"
-        )
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{where}: expected a Python file, cannot load '{path}'")
-    module = importlib.util.module_from_spec(spec)
-    directory = str(path.parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[name]
-        raise ConfigError(
-            f"{where}: expected valid Python in '{path}', "
-            f"got a syntax error at line {exc.lineno}: {exc.msg}"
-        ) from None
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def _import_module(where: str, name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        parents = {".".join(name.split(".")[: i + 1]) for i in range(name.count(".") + 1)}
-        if exc.name not in parents:
-            raise
-        raise ConfigError(
-            f"{where}: expected an importable module, cannot import {name!r}: {exc}"
-        ) from None

@@ -39,7 +39,6 @@ class Outbound:
     _asked: set[ObjectId]
     _pushed: set[tuple[ObjectId, str]]
     call_log: CallLog
-    _sends: set[asyncio.Task[Any]]
     peer_table: Peers
     _handler: Callable[[SendingFailure], object] | None
 
@@ -48,6 +47,10 @@ class Outbound:
 
     @property
     def transport(self) -> Transport:
+        raise NotImplementedError
+
+    @property
+    def pending_sends(self) -> set[asyncio.Task[Any]]:
         raise NotImplementedError
 
     def spawn(
@@ -80,7 +83,9 @@ class Outbound:
         fut = self.future(object_id, self.party)
         call = self.call_log.name(object_id)
         self.spawn(
-            self._push(object_id, peer, fut, call), f"silo-push-{object_id}-{peer}", self._sends
+            self._push(object_id, peer, fut, call),
+            f"silo-push-{object_id}-{peer}",
+            self.pending_sends,
         )
 
     async def _push(

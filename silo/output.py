@@ -27,19 +27,12 @@ from typing import TextIO
 __all__ = ["PartyPrefixedOutput", "Tee", "party_prefixed_stdout", "tee_output"]
 
 
-class PartyPrefixedOutput(io.TextIOBase):
-    """A text stream that prefixes each line with the current party's name.
+class _Wrapper(io.TextIOBase):
+    """A text stream over ``target`` that reports ``target``'s encoding and terminal-ness."""
 
-    ``party_of_context`` returns the name of the party current in the calling context, or
-    ``None``. Thread-safe: worker threads of several parties may write at once.
-    """
-
-    def __init__(self, target: TextIO, party_of_context: Callable[[], str | None]) -> None:
+    def __init__(self, target: TextIO) -> None:
         super().__init__()
         self.target = target
-        self._party_of_context = party_of_context
-        self._partial: dict[str, str] = {}
-        self._lock = threading.Lock()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -50,6 +43,20 @@ class PartyPrefixedOutput(io.TextIOBase):
 
     def isatty(self) -> bool:
         return bool(getattr(self.target, "isatty", lambda: False)())
+
+
+class PartyPrefixedOutput(_Wrapper):
+    """A text stream that prefixes each line with the current party's name.
+
+    ``party_of_context`` returns the name of the party current in the calling context, or
+    ``None``. Thread-safe: worker threads of several parties may write at once.
+    """
+
+    def __init__(self, target: TextIO, party_of_context: Callable[[], str | None]) -> None:
+        super().__init__(target)
+        self._party_of_context = party_of_context
+        self._partial: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         party = self._party_of_context()
@@ -99,24 +106,13 @@ def party_prefixed_stdout(party_of_context: Callable[[], str | None]) -> Iterato
             sys.stdout = wrapper.target
 
 
-class Tee(io.TextIOBase):
+class Tee(_Wrapper):
     """Writes to ``target`` and to ``copy``; reports ``target``'s terminal-ness and encoding."""
 
     def __init__(self, target: TextIO, copy: TextIO, lock: threading.Lock) -> None:
-        super().__init__()
-        self.target = target
+        super().__init__(target)
         self._copy = copy
         self._lock = lock
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.target, "encoding", "utf-8")
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return bool(getattr(self.target, "isatty", lambda: False)())
 
     def fileno(self) -> int:
         return self.target.fileno()

@@ -45,6 +45,7 @@ from .shutdown import (
     pending_error,
 )
 from .stats import Counters, Stats
+from .tasks import TaskSupervisor
 from .tracing import Tracing
 from .transport import Transport
 from .waiting import SlowGets
@@ -89,9 +90,9 @@ class Runtime(Inbound, Outbound, Execution):
         #: The name of this party's call behind each live object id (see silo.divergence).
         self.call_log = CallLog(party)
         self._pushed: set[tuple[ObjectId, str]] = set()
-        self._calls: set[asyncio.Task[Any]] = set()
-        self._sends: set[asyncio.Task[Any]] = set()
-        self._actor_tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSupervisor(
+            lambda: self.loop, lambda task, exc: loophandler.report(self, task, exc)
+        )
         self._actors: dict[int, Actor] = {}
         #: The one source of truth for every peer's state, shared with the transport.
         self.peer_table = Peers(self.peers, timeout_s=self.comm.timeout_s, clock=time.monotonic)
@@ -111,7 +112,6 @@ class Runtime(Inbound, Outbound, Execution):
         #: Set when the program has left ``async with silo.init(...)``: a signal then no longer
         #: cancels it.
         self.program_done = False
-        self._aux: set[asyncio.Task[Any]] = set()
         self._coroutine_functions: dict[object, bool] = {}
         #: The loop's exception handler this runtime is registered with (see silo.loophandler).
         self.loop_handler: Dispatcher | None = None
@@ -223,24 +223,9 @@ class Runtime(Inbound, Outbound, Execution):
         name: str,
         group: set[asyncio.Task[Any]] | None = None,
     ) -> asyncio.Task[Any]:
-        """Start a runtime-owned task, kept in a set until done; never fire and forget."""
-        tasks = self._calls if group is None else group
-        task: asyncio.Task[Any] = self.loop.create_task(coro, name=name)  # type: ignore[arg-type]
-        tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        """A runtime task ended; a failure goes to the loop's exception handler (which asks
-        :meth:`owns`, so the task leaves its set only afterwards)."""
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                loophandler.report(self, task, exc)
-        self._calls.discard(task)
-        self._sends.discard(task)
-        self._actor_tasks.discard(task)
-        self._aux.discard(task)
+        """Start a runtime-owned task (:class:`~silo.tasks.TaskSupervisor`); its failure goes to
+        the loop's exception handler, which asks :meth:`owns`."""
+        return self.tasks.spawn(coro, name, group)
 
     def internal_error(self, exc: BaseException, what: str) -> None:
         """A runtime-owned task failed and nobody awaits it: broadcast and shut down."""
@@ -248,29 +233,24 @@ class Runtime(Inbound, Outbound, Execution):
         self.request_shutdown(Reason.PROGRAM_ERROR, exc, what)
 
     def owns(self, task_or_future: object) -> bool:
-        return (
-            task_or_future in self._calls
-            or task_or_future in self._sends
-            or task_or_future in self._actor_tasks
-            or task_or_future in self._aux
-        )
+        return self.tasks.owns(task_or_future)
 
     @property
     def pending_calls(self) -> set[asyncio.Task[Any]]:
-        return self._calls
+        return self.tasks.calls
 
     @property
     def pending_sends(self) -> set[asyncio.Task[Any]]:
-        return self._sends
+        return self.tasks.sends
 
     @property
     def actor_tasks(self) -> set[asyncio.Task[Any]]:
-        return self._actor_tasks
+        return self.tasks.actors
 
     @property
     def aux_tasks(self) -> set[asyncio.Task[Any]]:
         """Tasks the teardown lets finish (the user's async sending_failure_handler)."""
-        return self._aux
+        return self.tasks.aux
 
     @property
     def actors(self) -> dict[int, Actor]:
@@ -431,7 +411,7 @@ class Runtime(Inbound, Outbound, Execution):
                 cls=cls,
                 name=f"{cls.__name__}#{actor_id}",
                 execute=self.execute,
-                spawn=lambda coro, name: self.spawn(coro, name, self._actor_tasks),
+                spawn=lambda coro, name: self.spawn(coro, name, self.tasks.actors),
             )
             self._actors[actor_id] = actor
             actor.task.add_done_callback(lambda _: self._actors.pop(actor_id, None))

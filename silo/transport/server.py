@@ -50,7 +50,6 @@ from ..tracing import Tracing
 from ..wire import (
     CLOSE_ABORT,
     CLOSE_GOODBYE,
-    PROTOCOL_VERSION,
     Header,
     Kind,
     ObjectId,
@@ -61,16 +60,14 @@ from ..wire import (
 from .base import (
     CONTROL_PATH,
     DATA_PATH,
-    HEADER_JOB,
     HEADER_OBJECT,
     HEADER_PARTY,
-    HEADER_PROTOCOL,
-    HEADER_REFUSAL,
     INLINE_LIMIT,
     WS_PATH,
     FrameSink,
 )
 from .bulk import receive_body
+from .gate import Gate, refusal_response
 from .prefault import PrefaultSlots
 from .tls import PeerTrust
 
@@ -78,7 +75,6 @@ __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
-_REFUSAL_GRACE_S = 0.5
 #: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
 _WS_MAX = INLINE_LIMIT + (64 << 10)
 
@@ -118,14 +114,20 @@ class Server:
         self._log = log
         self._trust = trust
         self._ssl = trust.server_context if trust is not None else None
-        self._warned: set[str] = set()
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._prefault_slots = PrefaultSlots()
         self._closed = False
-        self._first_refusal: dict[str, float] = {}
-        self._refusal_grace = min(_REFUSAL_GRACE_S, comm.timeout_s / 8)
+        self._gate = Gate(
+            party=party,
+            job=job,
+            peers=peers,
+            peer_table=self._peer_table,
+            log=log,
+            trust=trust,
+            timeout_s=comm.timeout_s,
+        )
 
     async def start(self) -> None:
         """Bind and listen. Raises :class:`AddressInUseError` naming the address if it is taken."""
@@ -183,75 +185,6 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _refuse(self, request: web.Request) -> web.Response | None:
-        """Check the request's protocol, job and party before reading anything else."""
-        job = request.headers.get(HEADER_JOB)
-        party = request.headers.get(HEADER_PARTY)
-        protocol = request.headers.get(HEADER_PROTOCOL)
-        if protocol != str(PROTOCOL_VERSION):
-            return _refusal(
-                400,
-                f"party {self._party!r} speaks silo protocol {PROTOCOL_VERSION}, not {protocol!r}",
-            )
-        if job != self._job:
-            return _refusal(409, self._job_mismatch(job))
-        if party not in self._peers:
-            return _refusal(403, f"party {party!r} is not a peer of job {self._job!r}")
-        if self._trust is not None:
-            transport = request.transport
-            ssl_object = transport.get_extra_info("ssl_object") if transport else None
-            reason = self._trust.client_refusal(ssl_object, party)
-            if reason is not None:
-                self._warn_once(reason)
-                return _refusal(403, reason)
-        return None
-
-    def _warn_once(self, text: str) -> None:
-        """Log an identity refusal once (an impostor may retry without end); at most 256
-        distinct ones are remembered."""
-        if len(self._warned) < 256 and text not in self._warned:
-            self._warned.add(text)
-            self._log.warning("%s", text)
-
-    def _impostor(self, header: Header, peer: str) -> str | None:
-        """Why a frame whose source is not ``peer``, the party of its connection, is refused."""
-        if header.src == peer:
-            return None
-        how = "whose certificate names" if self._trust else "whose X-Silo-Party header is"
-        text = (
-            f"refused a frame that claims to come from {header.src!r} on a connection "
-            f"{how} {peer!r}"
-        )
-        self._warn_once(text)
-        return text
-
-    def _note_refusal(self, request: web.Request, refusal: web.Response) -> None:
-        """A peer of this job keeps dialing with another job or protocol: the job cannot run.
-
-        Its channel is refused for good once its handshakes have been refused for
-        ``refusal_grace`` (a peer still finishing a previous job on these ports stops sooner).
-        """
-        party = request.headers.get(HEADER_PARTY)
-        if party not in self._peers or refusal.status not in (400, 409):
-            return
-        now = asyncio.get_running_loop().time()
-        first = self._first_refusal.setdefault(party, now)
-        if now - first >= self._refusal_grace:
-            job = request.headers.get(HEADER_JOB)
-            protocol = request.headers.get(HEADER_PROTOCOL)
-            reason = (
-                f"{self._party} refused the channel of {party}: {party} runs job {job!r} "
-                f"(protocol {protocol}), {self._party} runs job {self._job!r} "
-                f"(protocol {PROTOCOL_VERSION})"
-            )
-            self._peer_table.fire(party, LinkEvent.REFUSED, reason)
-
-    def _job_mismatch(self, job: str | None) -> str:
-        return (
-            f"a frame of job {job!r} was refused by party {self._party!r}, "
-            f"which runs job {self._job!r}"
-        )
-
     def _dispatch(
         self,
         header: Header,
@@ -263,8 +196,8 @@ class Server:
         """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime.
         Returns a reason to refuse it, or ``None``."""
         if header.job != self._job:
-            return self._job_mismatch(header.job)
-        impostor = self._impostor(header, peer)
+            return self._gate.job_mismatch(header.job)
+        impostor = self._gate.impostor(header, peer)
         if impostor is not None:
             return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
@@ -342,8 +275,8 @@ class Server:
         object here.
         """
         if header.job != self._job:
-            return self._job_mismatch(header.job)
-        impostor = self._impostor(header, peer)
+            return self._gate.job_mismatch(header.job)
+        impostor = self._gate.impostor(header, peer)
         if impostor is not None:
             return impostor
         if size > self._comm.messages_max_size_in_bytes:
@@ -362,14 +295,14 @@ class Server:
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
             return encode_control(Kind.ACK, self._job, self._party, msg_id).head
-        if refusal not in self._warned:
+        if not self._gate.warned(refusal):
             self._log.warning("refused a frame: %s", refusal)
         return encode_control(Kind.REJECT, self._job, self._party, msg_id, extra=refusal).head
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
-        refusal = self._refuse(request)
+        refusal = self._gate.refuse(request)
         if refusal is not None:
-            self._note_refusal(request, refusal)
+            self._gate.note_refusal(request, refusal)
             return refusal
         ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
         await ws.prepare(request)
@@ -414,7 +347,7 @@ class Server:
                 return
 
     async def _handle_data(self, request: web.Request) -> web.StreamResponse:
-        refusal = self._refuse(request)
+        refusal = self._gate.refuse(request)
         if refusal is not None:
             return refusal
         self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
@@ -428,7 +361,7 @@ class Server:
             object_id = _object_id(request.headers.get(HEADER_OBJECT, ""))
             if object_id is not None:
                 self._refuse_object(request.headers[HEADER_PARTY], object_id, text)
-            return _refusal(413, text)
+            return refusal_response(413, text)
         transport = request.transport
         if transport is None:
             return web.Response(status=400, text="connection closed")
@@ -447,9 +380,9 @@ class Server:
             )
             return _closing(web.Response(status=400, text=str(exc)), request)
         peer = request.headers[HEADER_PARTY]
-        impostor = self._impostor(header, peer)
+        impostor = self._gate.impostor(header, peer)
         if impostor is not None:
-            return _closing(_refusal(403, impostor), request)
+            return _closing(refusal_response(403, impostor), request)
         count = self._counters.peer(peer)
         count.frames_received += 1
         count.bytes_received += length
@@ -457,7 +390,7 @@ class Server:
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
-        refusal = self._refuse(request)
+        refusal = self._gate.refuse(request)
         if refusal is not None:
             return refusal
         self._peer_table.heard(request.headers[HEADER_PARTY], outgoing=False)
@@ -478,9 +411,9 @@ class Server:
         except ProtocolError as exc:
             return web.Response(status=400, text=str(exc))
         peer = request.headers[HEADER_PARTY]
-        impostor = self._impostor(header, peer)
+        impostor = self._gate.impostor(header, peer)
         if impostor is not None:
-            return _refusal(403, impostor)
+            return refusal_response(403, impostor)
         count = self._counters.peer(peer)
         count.frames_received += 1
         count.bytes_received += len(body)
@@ -501,9 +434,3 @@ def _closing(response: web.Response, request: web.Request) -> web.Response:
     request.content.feed_eof()
     response.force_close()
     return response
-
-
-def _refusal(status: int, text: str) -> web.Response:
-    """A refusal whose reason is also in a header, where a websocket client can read it."""
-    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
-    return web.Response(status=status, text=text, headers={HEADER_REFUSAL: ascii_text})

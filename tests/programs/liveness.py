@@ -133,7 +133,7 @@ async def lonely(party: str) -> None:
 async def mismatch(party: str) -> None:
     """Both parties need each other; ``JOB`` or ``PROTOCOL`` differ between them."""
     if "PROTOCOL" in os.environ:
-        for module in ("silo.transport.link", "silo.transport.server"):
+        for module in ("silo.transport.link", "silo.transport.gate"):
             importlib.import_module(module).PROTOCOL_VERSION = int(os.environ["PROTOCOL"])
     started = time.monotonic()
     async with init(party):
