@@ -105,6 +105,13 @@ class Gate:
         party = request.headers.get(HEADER_PARTY)
         if party not in self._peers or answer.status not in (400, 409):
             return
+        if self._trust is not None:
+            # Only the party itself may end its channel: a client that merely claims its name
+            # (no certificate, or another party's) is refused and changes nothing.
+            transport = request.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport else None
+            if self._trust.client_refusal(ssl_object, party) is not None:
+                return
         now = asyncio.get_running_loop().time()
         first = self._first_refusal.setdefault(party, now)
         if now - first >= self._refusal_grace:
