@@ -18,6 +18,7 @@ from typing import Any
 
 import silo
 from silo import context
+from silo.core import Core
 
 from .harness import Figure, Settings, Spec, addresses, loop_name, run_parties
 from .tiny import Aggregator, Counter
@@ -38,18 +39,11 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def _snapshot(runtime: silo.Runtime, rounds: int) -> dict[str, Any]:
+async def _snapshot(runtime: Core, rounds: int) -> dict[str, Any]:
     gc.collect()
     for _ in range(10):
         await asyncio.sleep(0)  # actors whose handle was just dropped finish their queue
-    return {
-        "rounds": rounds,
-        "rss_mib": rss_mib(),
-        "objects": len(runtime.objects()),
-        "calls": len(runtime.call_log),
-        "pushed": len(runtime._pushed),
-        "actors": len(runtime.actors),
-    }
+    return {"rounds": rounds, "rss_mib": rss_mib(), **runtime.sizes()}
 
 
 async def party(

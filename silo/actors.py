@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ActorKilledError
-from .execution import fail_all
 from .graph import FedObject
 from .workers import WorkerPool
 
-__all__ = ["Actor", "Execute"]
+__all__ = ["Actor", "Execute", "fail_all"]
 
 #: ``execute(fn, args, kwargs, deps, outputs, pool)``: resolve inputs, run, fill the outputs.
 Execute = Callable[
@@ -137,3 +136,10 @@ class Actor:
             self._broken = done.exception()
         else:
             self._instance = done.result()
+
+
+def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
+    """Fail every output not already settled."""
+    for fut in outputs:
+        if not fut.done():
+            fut.set_exception(exc)

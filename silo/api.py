@@ -21,6 +21,7 @@ from .config import (
     parse_config,
     parse_tls_config,
 )
+from .core import Core
 from .errors import (
     ConfigError,
     FedRemoteError,
@@ -79,7 +80,7 @@ def _check_party(name: object) -> str:
     return name
 
 
-def _runtime_for(party: str | None, what: str) -> Runtime:
+def _runtime_for(party: str | None, what: str) -> Core:
     if party is None:
         raise ValueError(f"{what}: call .party(name) before .remote(...) to pin it to a party")
     runtime = context.current_runtime()
@@ -128,7 +129,7 @@ class RemoteFunction:
         runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
         assert self._party is not None
         n = self._options["num_returns"]
-        return _one_or_list(runtime.submit(self._party, self._fn, args, kwargs, n), n)
+        return _one_or_list(runtime.scheduler.submit(self._party, self._fn, args, kwargs, n), n)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -166,8 +167,9 @@ class RemoteClass:
         """Create the actor in its party (constructed there once its inputs are ready)."""
         runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
         assert self._party is not None
-        actor_id = runtime.create_actor(self._party, self._cls, args, kwargs)
-        return ActorHandle(self._cls, self._party, actor_id, runtime.token, runtime.release_actor)
+        scheduler = runtime.scheduler
+        actor_id = scheduler.create_actor(self._party, self._cls, args, kwargs)
+        return ActorHandle(self._cls, self._party, actor_id, runtime.token, scheduler.release_actor)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -238,7 +240,9 @@ class ActorMethod:
             raise ValueError(f"{handle!r} belongs to another silo runtime")
         n = self._options["num_returns"]
         call = f"{handle._cls.__qualname__}.{self._name}"
-        objs = runtime.call_actor(handle.party, handle._actor_id, self._name, args, kwargs, n, call)
+        objs = runtime.scheduler.call_actor(
+            handle.party, handle._actor_id, self._name, args, kwargs, n, call
+        )
         return _one_or_list(objs, n)
 
 
@@ -275,16 +279,24 @@ def _make_remote(obj: Any, options: dict[str, Any]) -> RemoteFunction | RemoteCl
 class _Init(Generic[T]):
     """What ``silo.init`` returns: awaitable, and an async context manager that shuts down."""
 
-    def __init__(self, start: Callable[[], Awaitable[Runtime]]) -> None:
+    def __init__(self, start: Callable[[], Awaitable[Core]]) -> None:
         self._start = start
-        self._runtime: Runtime | None = None
+        self._core: Core | None = None
 
     def __await__(self) -> Generator[Any, None, Runtime]:
-        return self._start().__await__()
+        return self._started().__await__()
+
+    async def _started(self) -> Runtime:
+        return Runtime(await self._start())
 
     async def __aenter__(self) -> Runtime:
-        self._runtime = await self._start()
-        return self._runtime
+        self._core = await self._start()
+        return Runtime(self._core)
+
+    @property
+    def core(self) -> Core | None:
+        """The runtime's parts once entered (for ``silo run``); ``None`` before."""
+        return self._core
 
     async def __aexit__(
         self,
@@ -292,18 +304,19 @@ class _Init(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        runtime = self._runtime
-        assert runtime is not None
-        runtime.program_done = True
-        ending = ending_error(runtime.shutdown_request, program_raised=exc is not None)
+        core = self._core
+        assert core is not None
+        lifecycle = core.lifecycle
+        lifecycle.program_done = True
+        ending = ending_error(core.shutdown_request, program_raised=exc is not None)
         if exc is None or ending is not None:
-            await runtime.shutdown()
+            await lifecycle.shutdown()
             if ending is not None:
                 # The program finished but the job did not, or a signal stopped it: see
                 # silo.shutdown.ending_error.
                 raise ending from None
             return False
-        await runtime.fail(exc)
+        await lifecycle.fail(exc)
         return False
 
 
@@ -348,7 +361,9 @@ async def _start(
     sending_failure_handler: Callable[[SendingFailure], object] | None,
     logging_level: str | int,
     sock: socket.socket | None = None,
-) -> Runtime:
+) -> Core:
+    """Validate, build and start a party's runtime; ``silo.init`` without the facade (for
+    ``simulate``, ``silo run`` and ``silo.fed``)."""
     parsed_addresses = parse_addresses(addresses, party)
     parsed_config = parse_config(config)
     tls = parse_tls_config(tls_config)
@@ -363,7 +378,7 @@ async def _start(
         configure_logging(logging_level)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    runtime = Runtime(
+    core = Core(
         party=party,
         job=job,
         addresses=parsed_addresses,
@@ -372,9 +387,13 @@ async def _start(
         sending_failure_handler=sending_failure_handler,
         sock=sock,
     )
-    await runtime.start()
-    context.set_current(runtime)
-    return runtime
+    await core.start()
+    context.active_runtimes.add(core)
+    core.on_finished(lambda: context.active_runtimes.discard(core))
+    if parsed_config.barrier_on_initializing:
+        await core.lifecycle.barrier()
+    context.set_current(core)
+    return core
 
 
 async def get(refs: FedObject | Iterable[FedObject], *, timeout: float | None = None) -> Any:
@@ -390,7 +409,7 @@ async def get(refs: FedObject | Iterable[FedObject], *, timeout: float | None = 
         raise ValueError(f"timeout: expected seconds >= 0 or None, got {timeout!r}")
     runtime = context.current_runtime()
     if isinstance(refs, FedObject):
-        return (await runtime.get([refs], timeout))[0]
+        return (await runtime.scheduler.get([refs], timeout))[0]
     if isinstance(refs, (str, bytes)) or not isinstance(refs, Iterable):
         raise TypeError(
             f"silo.get expects a FedObject or a list of them, got {type(refs).__name__}"
@@ -399,14 +418,14 @@ async def get(refs: FedObject | Iterable[FedObject], *, timeout: float | None = 
     for obj in objs:
         if not isinstance(obj, FedObject):
             raise TypeError(f"silo.get expects FedObjects, got {type(obj).__name__} in the list")
-    return await runtime.get(objs, timeout)
+    return await runtime.scheduler.get(objs, timeout)
 
 
 def kill(actor: ActorHandle) -> None:
     """Stop an actor in its own party; later calls on it fail (``ActorKilledError`` there)."""
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"silo.kill expects an actor handle, got {type(actor).__name__}")
-    context.current_runtime().kill_actor(actor.party, actor._actor_id)
+    context.current_runtime().scheduler.kill_actor(actor.party, actor._actor_id)
 
 
 async def shutdown() -> None:
@@ -415,7 +434,7 @@ async def shutdown() -> None:
         runtime = context.current_runtime()
     except (NoRuntimeError, RuntimeClosedError):
         return
-    await runtime.shutdown()
+    await runtime.lifecycle.shutdown()
 
 
 def current_party() -> str:
@@ -481,7 +500,7 @@ async def simulate(
     options.update(init_kwargs)
 
     async def run(name: str) -> Any:
-        init: _Init[Runtime] = _Init(lambda: _start(addresses, name, sock=socks[name], **options))
+        init: _Init[Core] = _Init(lambda: _start(addresses, name, sock=socks[name], **options))
         async with init:
             return await call_main(main, name)
 

@@ -34,7 +34,7 @@ from .program import load_program
 from .progress import STATUS_ENV, reporting
 from .runtime import Runtime
 from .shutdown import ending_error
-from .tracebacks import format_user_traceback, last_user_frame, was_reported
+from .tracebacks import format_user_traceback, headline, last_user_frame, was_reported
 
 __all__ = ["main", "main_entry"]
 
@@ -333,8 +333,7 @@ def _report(who: str, exc: BaseException) -> int:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
         print(f"silo: {who} stopped with exit status {code}", file=sys.stderr)
         return code
-    headline = str(exc).splitlines()[0] if str(exc) else ""
-    summary = headline if isinstance(exc, FedRemoteError) else f"{type(exc).__name__}: {headline}"
+    summary = headline(exc)
     if isinstance(exc, SiloError):
         # silo's own errors say what happened in their message: one line, and where the
         # program was if it was in the program.
@@ -373,13 +372,13 @@ async def _serve(
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, _Exit):
             raise
-        request = runtime.shutdown_request if runtime is not None else None
+        request = session.core.shutdown_request if session.core is not None else None
         ending = ending_error(request, program_raised=True)
         if ending is not None:
             raise ending from None
         raise
-    assert runtime is not None
-    ending = ending_error(runtime.shutdown_request, program_raised=False)
+    assert session.core is not None
+    ending = ending_error(session.core.shutdown_request, program_raised=False)
     if ending is not None:
         raise ending
 

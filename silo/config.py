@@ -8,13 +8,21 @@ naming the key path and what was expected. Key names follow RayFed so its users 
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .validate import (
+    KeyPath,
+    describe,
+    expect_bool,
+    expect_int,
+    expect_mapping,
+    expect_number,
+    reject_unknown,
+)
 
 __all__ = [
     "Address",
@@ -127,92 +135,44 @@ class TLSConfig:
     verify_identity: bool = True
 
 
-def _describe(value: object) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _expect_int(path: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{path}: expected an integer >= {minimum}, got {_describe(value)}")
-    return value
-
-
-def _expect_positive(path: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(f"{path}: expected a number of seconds > 0, got {_describe(value)}")
-    return float(value)
-
-
-def _expect_bool(path: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
-    return value
-
-
-def _expect_mapping(path: str, value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be strings, got {_describe(key)}")
-    return value
-
-
-def _reject_unknown(path: str, given: Mapping[str, Any], known: set[str]) -> None:
-    for key in given:
-        if key not in known:
-            hint = _RAYFED_HINTS.get(key)
-            expected = ", ".join(sorted(known))
-            advice = f" ({hint})" if hint else ""
-            raise ConfigError(f"{path}: unknown key {key!r}{advice}; expected one of: {expected}")
-
-
-def _parse_retry_policy(path: str, raw: object) -> RetryPolicy:
-    given = _expect_mapping(path, raw)
-    _reject_unknown(
-        path, given, {"max_attempts", "initial_backoff_ms", "max_backoff_ms", "backoff_multiplier"}
+def _parse_retry_policy(path: KeyPath, raw: object) -> RetryPolicy:
+    given = expect_mapping(path, raw)
+    reject_unknown(
+        path, given, ["backoff_multiplier", "initial_backoff_ms", "max_attempts", "max_backoff_ms"]
     )
     defaults = RetryPolicy()
-    multiplier = given.get("backoff_multiplier", defaults.backoff_multiplier)
-    if (
-        isinstance(multiplier, bool)
-        or not isinstance(multiplier, (int, float))
-        or not math.isfinite(multiplier)
-        or multiplier < 1
-    ):
-        raise ConfigError(
-            f"{path}['backoff_multiplier']: expected a number >= 1, got {_describe(multiplier)}"
-        )
+    multiplier = expect_number(
+        path / "backoff_multiplier",
+        given.get("backoff_multiplier", defaults.backoff_multiplier),
+        minimum=1,
+    )
     policy = RetryPolicy(
-        max_attempts=_expect_int(
-            f"{path}['max_attempts']", given.get("max_attempts", defaults.max_attempts), minimum=1
+        max_attempts=expect_int(
+            path / "max_attempts", given.get("max_attempts", defaults.max_attempts), minimum=1
         ),
-        initial_backoff_ms=_expect_int(
-            f"{path}['initial_backoff_ms']",
+        initial_backoff_ms=expect_int(
+            path / "initial_backoff_ms",
             given.get("initial_backoff_ms", defaults.initial_backoff_ms),
             minimum=0,
         ),
-        max_backoff_ms=_expect_int(
-            f"{path}['max_backoff_ms']",
+        max_backoff_ms=expect_int(
+            path / "max_backoff_ms",
             given.get("max_backoff_ms", defaults.max_backoff_ms),
             minimum=0,
         ),
-        backoff_multiplier=float(multiplier),
+        backoff_multiplier=multiplier,
     )
     if policy.max_backoff_ms < policy.initial_backoff_ms:
-        raise ConfigError(
-            f"{path}['max_backoff_ms']: must be >= initial_backoff_ms "
-            f"({policy.initial_backoff_ms}), got {policy.max_backoff_ms}"
+        raise (path / "max_backoff_ms").error(
+            f"must be >= initial_backoff_ms ({policy.initial_backoff_ms}), "
+            f"got {policy.max_backoff_ms}"
         )
     return policy
 
 
-def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] | str] | str | None:
+def _parse_allowed_list(
+    path: KeyPath, raw: object
+) -> Mapping[str, tuple[str, ...] | str] | str | None:
     """``None`` (the safe set only), ``"*"`` (full trust) or ``{module: "*" or [names]}``.
 
     A list holding ``"*"`` (RayFed's spelling) means the module wildcard ``"*"``.
@@ -220,121 +180,122 @@ def _parse_allowed_list(path: str, raw: object) -> Mapping[str, tuple[str, ...] 
     if raw is None or raw == "*":
         return raw
     if isinstance(raw, str):
-        raise ConfigError(
-            f'{path}: expected "*" (trust peers fully) or a mapping of module to "*" or a '
-            f"list of names, got {_describe(raw)}"
+        raise path.error(
+            'expected "*" (trust peers fully) or a mapping of module to "*" or a '
+            f"list of names, got {describe(raw)}"
         )
-    given = _expect_mapping(path, raw)
+    given = expect_mapping(path, raw)
     allowed: dict[str, tuple[str, ...] | str] = {}
     for module, names in given.items():
         if not module:
-            raise ConfigError(f"{path}: a module name cannot be empty, got {_describe(module)}")
+            raise path.error(f"a module name cannot be empty, got {describe(module)}")
         if names == "*":
             allowed[module] = "*"
             continue
         if not isinstance(names, (list, tuple)):
-            raise ConfigError(
-                f'{path}[{module!r}]: expected "*" or a list of names, got {_describe(names)}'
-            )
+            raise (path / module).error(f'expected "*" or a list of names, got {describe(names)}')
         for name in names:
             if not isinstance(name, str) or not name:
-                raise ConfigError(
-                    f"{path}[{module!r}]: expected a list of names, got {_describe(name)} "
-                    f"in {names!r}"
+                raise (path / module).error(
+                    f"expected a list of names, got {describe(name)} in {names!r}"
                 )
         allowed[module] = "*" if "*" in names else tuple(names)
     return allowed
 
 
-def _parse_http_header(path: str, raw: object) -> dict[str, str]:
-    given = _expect_mapping(path, raw)
+def _parse_http_header(path: KeyPath, raw: object) -> dict[str, str]:
+    given = expect_mapping(path, raw)
     for name, value in given.items():
         if not isinstance(value, str):
-            raise ConfigError(f"{path}[{name!r}]: expected a string, got {_describe(value)}")
+            raise (path / name).error(f"expected a string, got {describe(value)}")
     return dict(given)
 
 
-def _parse_comm(path: str, raw: object) -> CrossSiloCommConfig:
-    given = _expect_mapping(path, raw)
+def _parse_comm(path: KeyPath, raw: object) -> CrossSiloCommConfig:
+    given = expect_mapping(path, raw)
     defaults = CrossSiloCommConfig()
-    _reject_unknown(path, given, set(CrossSiloCommConfig.__dataclass_fields__))
-    timeout_in_ms = _expect_int(
-        f"{path}['timeout_in_ms']", given.get("timeout_in_ms", defaults.timeout_in_ms), minimum=1
+    reject_unknown(path, given, sorted(CrossSiloCommConfig.__dataclass_fields__), _RAYFED_HINTS)
+    timeout_in_ms = expect_int(
+        path / "timeout_in_ms", given.get("timeout_in_ms", defaults.timeout_in_ms), minimum=1
     )
     return CrossSiloCommConfig(
         timeout_in_ms=timeout_in_ms,
-        messages_max_size_in_bytes=_expect_int(
-            f"{path}['messages_max_size_in_bytes']",
+        messages_max_size_in_bytes=expect_int(
+            path / "messages_max_size_in_bytes",
             given.get("messages_max_size_in_bytes", defaults.messages_max_size_in_bytes),
             minimum=1024,
         ),
-        exit_on_sending_failure=_expect_bool(
-            f"{path}['exit_on_sending_failure']",
+        exit_on_sending_failure=expect_bool(
+            path / "exit_on_sending_failure",
             given.get("exit_on_sending_failure", defaults.exit_on_sending_failure),
         ),
-        continue_waiting_for_data_sending_on_error=_expect_bool(
-            f"{path}['continue_waiting_for_data_sending_on_error']",
+        continue_waiting_for_data_sending_on_error=expect_bool(
+            path / "continue_waiting_for_data_sending_on_error",
             given.get(
                 "continue_waiting_for_data_sending_on_error",
                 defaults.continue_waiting_for_data_sending_on_error,
             ),
         ),
-        expose_error_trace=_expect_bool(
-            f"{path}['expose_error_trace']",
+        expose_error_trace=expect_bool(
+            path / "expose_error_trace",
             given.get("expose_error_trace", defaults.expose_error_trace),
         ),
         serializing_allowed_list=_parse_allowed_list(
-            f"{path}['serializing_allowed_list']", given.get("serializing_allowed_list")
+            path / "serializing_allowed_list", given.get("serializing_allowed_list")
         ),
-        http_header=_parse_http_header(f"{path}['http_header']", given.get("http_header", {})),
-        retry_policy=_parse_retry_policy(f"{path}['retry_policy']", given.get("retry_policy", {})),
+        http_header=_parse_http_header(path / "http_header", given.get("http_header", {})),
+        retry_policy=_parse_retry_policy(path / "retry_policy", given.get("retry_policy", {})),
         heartbeat_interval_ms=_heartbeat_interval(path, given, timeout_in_ms),
     )
 
 
-def _heartbeat_interval(path: str, given: Mapping[str, Any], timeout_in_ms: int) -> int:
+def _heartbeat_interval(path: KeyPath, given: Mapping[str, Any], timeout_in_ms: int) -> int:
     """``heartbeat_interval_ms``: as given, below ``timeout_in_ms``; when not given, 1000 or a
     quarter of ``timeout_in_ms`` when that is shorter, so a short timeout never declares a live
     peer lost between two heartbeats."""
-    key = f"{path}['heartbeat_interval_ms']"
+    key = path / "heartbeat_interval_ms"
     if "heartbeat_interval_ms" not in given:
         return min(CrossSiloCommConfig.heartbeat_interval_ms, max(1, timeout_in_ms // 4))
-    interval = _expect_int(key, given["heartbeat_interval_ms"], minimum=1)
+    interval = expect_int(key, given["heartbeat_interval_ms"], minimum=1)
     if interval >= timeout_in_ms:
-        raise ConfigError(
-            f"{key}: expected an interval below timeout_in_ms ({timeout_in_ms}), got {interval}: "
+        raise key.error(
+            f"expected an interval below timeout_in_ms ({timeout_in_ms}), got {interval}: "
             f"a peer would be declared lost between two of its heartbeats"
         )
     return interval
 
 
-def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config") -> Config:
-    """Validate the ``config`` mapping of ``silo.init``.
+def parse_config(raw: Mapping[str, Any] | Config | None, *, path: KeyPath | None = None) -> Config:
+    """Validate the ``config`` mapping of ``silo.init`` (or of a federation file, whose
+    :class:`KeyPath` names its keys the file's way).
 
     Raises :class:`ConfigError` naming the key path (``config['cross_silo_comm']['x']``) and
     what was expected, for an unknown key or a value of the wrong type.
     """
+    path = KeyPath("config") if path is None else path
     if raw is None:
         return Config()
     if isinstance(raw, Config):
         return raw
-    given = _expect_mapping(path, raw)
-    _reject_unknown(
+    given = expect_mapping(path, raw)
+    reject_unknown(
         path,
         given,
-        {"cross_silo_comm", "barrier_on_initializing", "allow_plaintext", "slow_get_warning_s"},
+        ["allow_plaintext", "barrier_on_initializing", "cross_silo_comm", "slow_get_warning_s"],
+        _RAYFED_HINTS,
     )
     return Config(
-        cross_silo_comm=_parse_comm(f"{path}['cross_silo_comm']", given.get("cross_silo_comm", {})),
-        barrier_on_initializing=_expect_bool(
-            f"{path}['barrier_on_initializing']", given.get("barrier_on_initializing", False)
+        cross_silo_comm=_parse_comm(path / "cross_silo_comm", given.get("cross_silo_comm", {})),
+        barrier_on_initializing=expect_bool(
+            path / "barrier_on_initializing", given.get("barrier_on_initializing", False)
         ),
-        allow_plaintext=_expect_bool(
-            f"{path}['allow_plaintext']", given.get("allow_plaintext", False)
-        ),
-        slow_get_warning_s=_expect_positive(
-            f"{path}['slow_get_warning_s']",
+        allow_plaintext=expect_bool(path / "allow_plaintext", given.get("allow_plaintext", False)),
+        slow_get_warning_s=expect_number(
+            path / "slow_get_warning_s",
             given.get("slow_get_warning_s", Config.slow_get_warning_s),
+            minimum=0,
+            inclusive=False,
+            what="a number of seconds",
         ),
     )
 
@@ -342,7 +303,7 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
 _JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-def check_job_name(value: object, path: str = "job_name") -> str:
+def check_job_name(value: object, path: KeyPath | str = "job_name") -> str:
     """A job name: 1-128 ASCII letters, digits, ``.``, ``_`` or ``-``.
 
     Raises :class:`ConfigError` naming ``path`` and the value otherwise (an empty name, a space
@@ -351,49 +312,49 @@ def check_job_name(value: object, path: str = "job_name") -> str:
     if not isinstance(value, str) or _JOB_NAME.fullmatch(value) is None:
         raise ConfigError(
             f"{path}: expected 1-128 characters of letters, digits, '.', '_' or '-', "
-            f"got {_describe(value)}"
+            f"got {describe(value)}"
         )
     return value
 
 
-def parse_address(path: str, raw: object) -> Address:
+def parse_address(path: KeyPath | str, raw: object) -> Address:
     """Parse ``"host:port"``; raise :class:`ConfigError` naming ``path`` when malformed."""
     if not isinstance(raw, str) or ":" not in raw:
-        raise ConfigError(f"{path}: expected 'host:port', got {_describe(raw)}")
+        raise ConfigError(f"{path}: expected 'host:port', got {describe(raw)}")
     text = raw.split("://", 1)[-1]
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(
-            f"{path}: expected 'host:port' with a port from 1 to 65535, got {_describe(raw)}"
+            f"{path}: expected 'host:port' with a port from 1 to 65535, got {describe(raw)}"
         )
     return Address(host, int(port_text))
 
 
 def parse_addresses(raw: object, party: object) -> dict[str, Address]:
     """Validate ``addresses`` and ``party`` of ``silo.init``."""
-    given = _expect_mapping("addresses", raw)
+    given = expect_mapping(KeyPath("addresses"), raw)
     if len(given) < 1:
         raise ConfigError("addresses: expected at least one party")
     addresses = {
         name: parse_address(f"addresses[{name!r}]", value) for name, value in given.items()
     }
     if not isinstance(party, str) or party not in addresses:
-        raise ConfigError(f"party: expected one of {sorted(addresses)}, got {_describe(party)}")
+        raise ConfigError(f"party: expected one of {sorted(addresses)}, got {describe(party)}")
     return addresses
 
 
 _FINGERPRINT = re.compile(r"^sha256:([0-9a-f]{2}(?::?[0-9a-f]{2}){31})$")
 
 
-def parse_fingerprint(path: str, raw: object) -> str:
+def parse_fingerprint(path: KeyPath | str, raw: object) -> str:
     """Normalise ``"sha256:<hex>"`` (64 hex digits, any case, ``:`` between bytes allowed) to
     ``"sha256:<64 lower-case hex digits>"``; raise :class:`ConfigError` naming ``path``."""
     match = _FINGERPRINT.match(raw.strip().lower()) if isinstance(raw, str) else None
     if match is None:
         raise ConfigError(
             f"{path}: expected 'sha256:' and 64 hex digits (the SHA-256 of the DER "
-            f"certificate, as `silo certs --self-signed` prints it), got {_describe(raw)}"
+            f"certificate, as `silo certs --self-signed` prints it), got {describe(raw)}"
         )
     return "sha256:" + match.group(1).replace(":", "")
 
@@ -406,15 +367,14 @@ def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | N
     """
     if raw is None or isinstance(raw, TLSConfig):
         return raw
-    given = _expect_mapping("tls_config", raw)
-    _reject_unknown(
-        "tls_config", given, {"ca_cert", "cert", "key", "peer_fingerprints", "verify_identity"}
-    )
+    root = KeyPath("tls_config")
+    given = expect_mapping(root, raw)
+    reject_unknown(root, given, ["ca_cert", "cert", "key", "peer_fingerprints", "verify_identity"])
     values: dict[str, str] = {}
     for key in ("cert", "key"):
         value = given.get(key)
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"tls_config['{key}']: expected a file path, got {_describe(value)}")
+            raise ConfigError(f"tls_config['{key}']: expected a file path, got {describe(value)}")
         values[key] = value
     ca_cert = given.get("ca_cert")
     fingerprints = given.get("peer_fingerprints")
@@ -425,18 +385,18 @@ def parse_tls_config(raw: Mapping[str, Any] | TLSConfig | None) -> TLSConfig | N
             + ("both" if ca_cert is not None else "neither")
         )
     if ca_cert is not None and (not isinstance(ca_cert, str) or not ca_cert):
-        raise ConfigError(f"tls_config['ca_cert']: expected a file path, got {_describe(ca_cert)}")
+        raise ConfigError(f"tls_config['ca_cert']: expected a file path, got {describe(ca_cert)}")
     parsed: dict[str, str] | None = None
     if fingerprints is not None:
         path = "tls_config['peer_fingerprints']"
-        given_prints = _expect_mapping(path, fingerprints)
+        given_prints = expect_mapping(root / "peer_fingerprints", fingerprints)
         if not given_prints:
             raise ConfigError(f"{path}: expected a fingerprint per party, got an empty mapping")
         parsed = {
             party: parse_fingerprint(f"{path}[{party!r}]", value)
             for party, value in given_prints.items()
         }
-    verify = _expect_bool("tls_config['verify_identity']", given.get("verify_identity", True))
+    verify = expect_bool(root / "verify_identity", given.get("verify_identity", True))
     if not verify and parsed is not None:
         raise ConfigError(
             "tls_config['verify_identity']: false needs 'ca_cert'; with 'peer_fingerprints' "

@@ -8,14 +8,12 @@ active, :class:`NoRuntimeError` says what to do.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
+from .core import Core
 from .errors import NoRuntimeError
 from .shutdown import closed_error
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
 __all__ = [
     "ActiveRuntimes",
@@ -25,23 +23,23 @@ __all__ = [
     "set_current",
 ]
 
-_current: ContextVar[Runtime | None] = ContextVar("silo_runtime", default=None)
+_current: ContextVar[Core | None] = ContextVar("silo_runtime", default=None)
 
 
 class ActiveRuntimes:
     """The runtimes of this process that are started and not yet shut down."""
 
     def __init__(self) -> None:
-        self._runtimes: list[Runtime] = []
+        self._runtimes: list[Core] = []
 
-    def add(self, runtime: Runtime) -> None:
+    def add(self, runtime: Core) -> None:
         self._runtimes.append(runtime)
 
-    def discard(self, runtime: Runtime) -> None:
+    def discard(self, runtime: Core) -> None:
         if runtime in self._runtimes:
             self._runtimes.remove(runtime)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Core]:
         return iter(list(self._runtimes))
 
     def __len__(self) -> int:
@@ -52,7 +50,7 @@ class ActiveRuntimes:
 active_runtimes = ActiveRuntimes()
 
 
-def set_current(runtime: Runtime | None) -> None:
+def set_current(runtime: Core | None) -> None:
     _current.set(runtime)
 
 
@@ -63,7 +61,7 @@ def current_party_name() -> str | None:
     return None if runtime is None else runtime.party
 
 
-def current_runtime() -> Runtime:
+def current_runtime() -> Core:
     """The runtime of this context, else the only active one.
 
     Raises :class:`NoRuntimeError` when there is none, or several and none is current here;
@@ -74,7 +72,7 @@ def current_runtime() -> Runtime:
         return runtime
     active = list(active_runtimes)
     if len(active) == 1:
-        only: Runtime = active[0]
+        only: Core = active[0]
         return only
     if not active:
         if runtime is not None:

@@ -74,11 +74,20 @@ class FedRemoteError(SiloError):
 
     ``cause`` is the remote exception's type name, message and traceback text when the origin
     party runs with ``expose_error_trace``; otherwise ``None`` and nothing else crossed the wire.
+    ``site`` is the call where it began, ``(name, call id)``, when it began in a remote call
+    (call names cross the wire anyway, as fingerprints); else ``None``.
     """
 
-    def __init__(self, src_party: str, cause: RemoteCause | None = None) -> None:
+    def __init__(
+        self,
+        src_party: str,
+        cause: RemoteCause | None = None,
+        *,
+        site: tuple[str, int] | None = None,
+    ) -> None:
         self.src_party = src_party
         self.cause = cause
+        self.site = site
         super().__init__(src_party, cause)
 
     def __str__(self) -> str:
@@ -87,8 +96,19 @@ class FedRemoteError(SiloError):
             text += f" caused by {self.cause}"
         return text
 
+    def headline(self) -> str:
+        """One line for logs and summaries:
+        ``FedRemoteError occurred at alice: ValueError: boom (in train, call 12)``."""
+        text = f"FedRemoteError occurred at {self.src_party}"
+        if self.cause is not None:
+            message = self.cause.message.splitlines()[0] if self.cause.message else ""
+            text += f": {self.cause.type_name}: {message}".rstrip(": ")
+        if self.site is not None:
+            text += f" (in {self.site[0]}, call {self.site[1]})"
+        return text
+
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.src_party, self.cause))
+        return (type(self), (self.src_party, self.cause), {"site": self.site})
 
 
 class PeerUnavailableError(FedRemoteError):
@@ -101,6 +121,9 @@ class PeerUnavailableError(FedRemoteError):
 
     def __str__(self) -> str:
         return f"FedRemoteError occurred at {self.src_party}: {self.reason}"
+
+    def headline(self) -> str:
+        return str(self).splitlines()[0]
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.src_party, self.reason))
@@ -123,6 +146,9 @@ class DivergenceError(FedRemoteError):
 
     def __str__(self) -> str:
         return self.message
+
+    def headline(self) -> str:
+        return self.message.splitlines()[0] if self.message else "programs diverged"
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.src_party, self.message, self.seq))

@@ -9,29 +9,64 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .actors import Actor, fail_all
 from .divergence import running_call
+from .errors import ActorKilledError
 from .graph import FedObject, substitute
+from .objects import ObjectTable
 from .stats import Counters
+from .tasks import TaskSupervisor
 from .tracing import Tracing
-from .wire import ObjectId
+from .wire import began_in
 from .workers import WorkerPool
 
-__all__ = ["Execution", "fail_all"]
+__all__ = ["Execution"]
 
 
 class Execution:
-    """Mixed into :class:`~silo.runtime.Runtime`, which provides the state and hooks below."""
+    """Runs this party's calls and owns its actors and worker threads. ``close`` is idempotent.
 
-    _asked: set[ObjectId]
-    _coroutine_functions: dict[object, bool]
-    counters: Counters
-    tracing: Tracing | None
+    Every call and actor is a task of the runtime's :class:`~silo.tasks.TaskSupervisor`, so a
+    failure nobody awaits still reaches the loop's exception handler.
+    """
 
-    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
-        raise NotImplementedError
+    def __init__(
+        self,
+        *,
+        party: str,
+        table: ObjectTable,
+        tasks: TaskSupervisor,
+        counters: Counters,
+        tracing: Tracing | None,
+    ) -> None:
+        self._table = table
+        self._tasks = tasks
+        self._counters = counters
+        self._tracing = tracing
+        self._pool = WorkerPool(f"silo-{party}", min(32, (os.cpu_count() or 1) + 4))
+        self._coroutine_functions: dict[object, bool] = {}
+        self._actors: dict[int, Actor] = {}
+
+    # ------------------------------------------------------------------ calls
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        deps: list[FedObject],
+        outputs: list[asyncio.Future[Any]],
+        seq: int,
+    ) -> None:
+        """Start the call ``seq`` of ``fn``: it waits for ``deps``, runs, fills ``outputs``."""
+        self._tasks.spawn(
+            self.execute(fn, args, kwargs, deps, outputs, self._pool, seq=seq),
+            f"silo-call-{getattr(fn, '__name__', 'fn')}-{seq}",
+        )
 
     async def execute(
         self,
@@ -47,35 +82,39 @@ class Execution:
 
         A failed input fails the outputs without running ``fn``; an exception from ``fn``
         becomes the outputs' exception, its own type kept. While ``fn`` runs it is counted as
-        running call ``seq`` (0: not known) in ``counters``.
+        running call ``seq`` (0: not known).
         """
         token = 0
         span = None
+        tracing = self._tracing
         try:
-            values = await self.resolve(deps) if deps else {}
+            values = await self._table.resolve(deps) if deps else {}
             call_args, call_kwargs = substitute(args, kwargs, values)
             name = _call_name(fn)
-            token = self.counters.call_started(name, seq)
-            if self.tracing is not None:
-                span = self.tracing.call_started(name, seq, deps)
+            token = self._counters.call_started(name, seq)
+            if tracing is not None:
+                span = tracing.call_started(name, seq, deps)
             running = running_call.set(getattr(fn, "__qualname__", "a remote call"))
             try:
                 if self._is_coroutine(fn):
                     result = await fn(*call_args, **call_kwargs)
                 else:
                     result = await pool.submit(fn, *call_args, **call_kwargs)
+            except Exception as exc:
+                began_in(exc, name, seq)
+                raise
             finally:
                 running_call.reset(running)
         except Exception as exc:
-            if span is not None and self.tracing is not None:
-                self.tracing.end(span, exc)
+            if span is not None and tracing is not None:
+                tracing.end(span, exc)
                 span = None
             fail_all(outputs, exc)
             return
         finally:
-            self.counters.call_ended(token)
-            if span is not None and self.tracing is not None:
-                self.tracing.end(span, None)
+            self._counters.call_ended(token)
+            if span is not None and tracing is not None:
+                tracing.end(span, None)
         if len(outputs) == 1:
             if not outputs[0].done():
                 outputs[0].set_result(result)
@@ -101,33 +140,74 @@ class Execution:
             flag = self._coroutine_functions[key] = inspect.iscoroutinefunction(fn)
         return flag
 
-    async def resolve(self, objs: list[FedObject]) -> dict[ObjectId, Any]:
-        """The values of ``objs``; raises the first failure as soon as it is known."""
-        futs = []
-        for obj in objs:
-            self._asked.add(obj.id)
-            futs.append(self.future(obj.id, obj.owner))
-        pending = [f for f in futs if not f.done()]
-        if len(pending) == 1:
-            # Shielded: cancelling the waiter (a get's timeout) must not cancel the object.
-            await asyncio.shield(pending[0])
-        while len(pending) > 1:
-            done, still = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            for fut in done:
-                exc = fut.exception()
-                if exc is not None:
-                    raise exc
-            pending = list(still)
-        return {obj.id: fut.result() for obj, fut in zip(objs, futs, strict=True)}
+    # ------------------------------------------------------------------ actors
+
+    @property
+    def actors(self) -> Mapping[int, Actor]:
+        """The live actors of this party by id; an actor leaves once it has stopped."""
+        return self._actors
+
+    def create_actor(
+        self,
+        actor_id: int,
+        cls: type,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        deps: list[FedObject],
+    ) -> None:
+        """Construct an instance of ``cls`` here once ``deps`` are there."""
+        actor = Actor(
+            cls=cls,
+            name=f"{cls.__name__}#{actor_id}",
+            execute=self.execute,
+            spawn=lambda coro, name: self._tasks.spawn(coro, name, self._tasks.actors),
+        )
+        self._actors[actor_id] = actor
+        actor.task.add_done_callback(lambda _: self._actors.pop(actor_id, None))
+        actor.construct(args, kwargs, deps)
+
+    def call_actor(
+        self,
+        actor_id: int,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        deps: list[FedObject],
+        outputs: list[asyncio.Future[Any]],
+    ) -> None:
+        """Queue ``method`` on the actor; fails ``outputs`` if it was killed."""
+        actor = self._actors.get(actor_id)
+        if actor is None:
+            # Created here (every party issues the same calls) and since stopped by kill.
+            fail_all(
+                outputs, ActorKilledError(f"actor #{actor_id} was killed; cannot run .{method}")
+            )
+        else:
+            actor.call(method, args, kwargs, deps, outputs)
+
+    def finish_actor(self, actor_id: int) -> None:
+        """No call can reach the actor any more: it stops once its queued calls have run."""
+        actor = self._actors.get(actor_id)
+        if actor is not None:
+            actor.finish()
+
+    def kill_actor(self, actor_id: int) -> None:
+        actor = self._actors.get(actor_id)
+        if actor is not None:
+            actor.kill()
+
+    def finish_all(self) -> None:
+        """Clean shutdown: every actor stops once its queued calls have run."""
+        for actor in list(self._actors.values()):
+            actor.finish()
+
+    def close(self) -> None:
+        """Stop every actor and worker thread now (a running call ends on its own)."""
+        for actor in list(self._actors.values()):
+            actor.close()
+        self._pool.close()
 
 
 def _call_name(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return name if isinstance(name, str) else type(fn).__name__
-
-
-def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:
-    """Fail every output not already settled."""
-    for fut in outputs:
-        if not fut.done():
-            fut.set_exception(exc)

@@ -11,7 +11,6 @@ The schema (every key, type and default) is documented in ``docs/cli.md``.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from .config import (
 from .errors import ConfigError
 from .log import LEVELS
 from .transport.tls import file_fingerprint
+from .validate import KeyPath, describe, expect_mapping, expect_string, reject_unknown
 
 __all__ = [
     "Federation",
@@ -170,10 +170,6 @@ def is_local_host(host: str) -> bool:
     return host.lower() in _LOCAL_HOSTS or host.startswith("127.")
 
 
-def _describe(value: object) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses a key given twice in one mapping."""
 
@@ -199,55 +195,31 @@ _UniqueKeyLoader.add_constructor(
 
 
 class _Checker:
-    """Builds messages that start with the file name."""
+    """Names keys the file's way (``fed.yaml: parties.alice.address``) for :mod:`silo.validate`,
+    and resolves paths against the file's folder."""
 
     def __init__(self, source: str, base: Path) -> None:
         self.source = source
         self.base = base
+        self.top = KeyPath.in_file(source)
+
+    def at(self, key: str | None) -> KeyPath:
+        return self.top if key is None else self.top / key
 
     def error(self, key: str, expected: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}: {expected}")
+        return self.at(key).error(expected)
 
     def mapping(self, key: str, value: object) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.error(key, f"expected a mapping, got {_describe(value)}")
-        for name in value:
-            if not isinstance(name, str):
-                raise self.error(key, f"expected string keys, got {_describe(name)}")
-        return value
+        return expect_mapping(self.at(key), value)
 
     def known(self, key: str | None, given: Mapping[str, Any], known: list[str]) -> None:
-        for name in given:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                where = f"{self.source}: {key}:" if key else f"{self.source}:"
-                raise ConfigError(
-                    f"{where} unknown key {name!r}{hint}; expected one of: {', '.join(known)}"
-                )
+        reject_unknown(self.at(key), given, known)
 
     def string(self, key: str, value: object) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
-        return value
-
-    def job_name(self, value: object) -> str:
-        try:
-            return check_job_name(value, "job_name")
-        except ConfigError as exc:
-            raise ConfigError(f"{self.source}: {exc}") from None
+        return expect_string(self.at(key), value)
 
     def path(self, key: str, value: object) -> Path:
         return self.base / Path(self.string(key, value)).expanduser()
-
-    def wrap(self, exc: ConfigError) -> ConfigError:
-        """Re-word a :mod:`silo.config` message: ``config['a']['b']`` becomes ``a.b``."""
-        text = re.sub(
-            r"config((?:\[[^\]]*\])+)",
-            lambda m: ".".join(part.strip("'\"") for part in re.findall(r"\[([^\]]*)\]", m[1])),
-            str(exc),
-        )
-        return ConfigError(f"{self.source}: {text}")
 
 
 def load_federation(file: str | Path) -> Federation:
@@ -274,7 +246,7 @@ def load_federation(file: str | Path) -> Federation:
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{source}: expected a mapping with {', '.join(_REQUIRED)} at the top level, "
-            f"got {_describe(raw)}"
+            f"got {describe(raw)}"
         )
     top = check.mapping("(top level)", raw)
     check.known(None, top, list(_TOP_KEYS))
@@ -287,21 +259,19 @@ def load_federation(file: str | Path) -> Federation:
         _check_fingerprint_parties(check, fingerprints, parties)
     party = top.get("party")
     if party is not None and party not in parties:
-        raise check.error("party", f"expected one of {', '.join(parties)}, got {_describe(party)}")
-    try:
-        config = parse_config(
-            {
-                "cross_silo_comm": top.get("cross_silo_comm") or {},
-                "barrier_on_initializing": top.get("barrier_on_initializing", False),
-                "allow_plaintext": top.get("allow_plaintext", False),
-                "slow_get_warning_s": top.get("slow_get_warning_s", Config.slow_get_warning_s),
-            }
-        )
-    except ConfigError as exc:
-        raise check.wrap(exc) from None
+        raise check.error("party", f"expected one of {', '.join(parties)}, got {describe(party)}")
+    config = parse_config(
+        {
+            "cross_silo_comm": top.get("cross_silo_comm") or {},
+            "barrier_on_initializing": top.get("barrier_on_initializing", False),
+            "allow_plaintext": top.get("allow_plaintext", False),
+            "slow_get_warning_s": top.get("slow_get_warning_s", Config.slow_get_warning_s),
+        },
+        path=check.top,
+    )
     return Federation(
         source=source,
-        job_name=check.job_name(top["job_name"]),
+        job_name=check_job_name(top["job_name"], check.at("job_name")),
         program=_parse_program(check, top["program"]),
         parties=MappingProxyType(parties),
         party=party,
@@ -334,10 +304,7 @@ def _parse_parties(check: _Checker, raw: object, *, tls: bool) -> dict[str, Part
         check.known(key, fields, list(_PARTY_KEYS))
         if "address" not in fields:
             raise check.error(f"{key}.address", "missing; expected 'host:port'")
-        try:
-            address = parse_address(f"{key}.address", fields["address"])
-        except ConfigError as exc:
-            raise ConfigError(f"{check.source}: {exc}") from None
+        address = parse_address(check.at(f"{key}.address"), fields["address"])
         if address in owner_of:
             raise check.error(
                 f"{key}.address",
@@ -376,10 +343,7 @@ def _parse_tls(check: _Checker, raw: object) -> tuple[Path | None, dict[str, str
     prints = check.mapping("tls.peer_fingerprints", given["peer_fingerprints"])
     parsed: dict[str, str] = {}
     for party, value in prints.items():
-        try:
-            parsed[party] = parse_fingerprint(f"tls.peer_fingerprints.{party}", value)
-        except ConfigError as exc:
-            raise ConfigError(f"{check.source}: {exc}") from None
+        parsed[party] = parse_fingerprint(check.at(f"tls.peer_fingerprints.{party}"), value)
     return None, parsed
 
 
@@ -409,7 +373,7 @@ def _parse_logging(check: _Checker, raw: object) -> str:
     level = given.get("level", "info")
     if not isinstance(level, str) or level.lower() not in LEVELS:
         raise check.error(
-            "logging.level", f"expected one of {', '.join(LEVELS)}, got {_describe(level)}"
+            "logging.level", f"expected one of {', '.join(LEVELS)}, got {describe(level)}"
         )
     return level.lower()
 
@@ -434,6 +398,6 @@ def _parse_program(check: _Checker, raw: object) -> ProgramSpec:
     if not _DOTTED.match(target):
         raise check.error(
             "program",
-            f"expected a file path ending in .py or 'pkg.module:func', got {_describe(raw)}",
+            f"expected a file path ending in .py or 'pkg.module:func', got {describe(raw)}",
         )
     return ProgramSpec(path=None, module=target, func=func)

@@ -4,69 +4,64 @@ The runtime's side of :class:`~silo.transport.base.FrameSink`: values, error fra
 aborts. Every method is synchronous and fast: it fills or fails futures of the object table and,
 for a broken job, asks for shutdown. The state of each peer is not kept here: it lives in the
 shared :class:`~silo.peers.Peers`, and :meth:`Inbound.peer_over` is its listener.
+
+Loop thread only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Container
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .divergence import CallLog
 from .errors import DivergenceError, FedRemoteError, PeerUnavailableError, SiloError
+from .intake import Admission, Intake
 from .log import PartyLogger
+from .objects import ObjectTable, unavailable
 from .peers import LinkEvent, LinkState, Peers
-from .shutdown import Reason, ShutdownRequest
+from .shutdown import Reason, ShutdownFuture, ShutdownRequest
 from .tracebacks import headline
 from .wire import ErrorInfo, ObjectId
-
-if TYPE_CHECKING:
-    from .transport import Transport
 
 __all__ = ["Inbound"]
 
 
 class Inbound:
-    """Mixed into :class:`~silo.runtime.Runtime`, which provides the state and hooks below."""
+    """This party's :class:`~silo.transport.base.FrameSink`."""
 
-    party: str
-    log: PartyLogger
-    peer_table: Peers
-    _objects: dict[ObjectId, asyncio.Future[Any]]
-    _owner_of: dict[ObjectId, str]
-    call_log: CallLog
+    def __init__(
+        self,
+        *,
+        party: str,
+        log: PartyLogger,
+        table: ObjectTable,
+        call_log: CallLog,
+        intake: Intake,
+        peers: Peers,
+        shutdown: ShutdownFuture,
+    ) -> None:
+        self._party = party
+        self._log = log
+        self._table = table
+        self._call_log = call_log
+        self._intake = intake
+        self._peers = peers
+        self._shutdown = shutdown
+        peers.subscribe(self.peer_over)
 
-    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
-        raise NotImplementedError
-
-    @property
-    def transport(self) -> Transport:
-        raise NotImplementedError
-
-    @property
-    def shutdown_request(self) -> ShutdownRequest | None:
-        raise NotImplementedError
-
-    def request_shutdown(
-        self, reason: Reason, error: BaseException | None = None, detail: str = ""
-    ) -> bool:
-        raise NotImplementedError
-
-    def unavailable(self, peer: str) -> PeerUnavailableError | None:
-        """Why nothing more will come from ``peer`` (it finished, was lost or refused us), or
-        ``None`` while it is live or when this party closed the channel itself."""
-        state = self.peer_table.state(peer)
-        if state in (LinkState.FINISHED, LinkState.LOST, LinkState.REFUSED):
-            return PeerUnavailableError(peer, self.peer_table.reason(peer))
-        return None
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        """Whether to keep what a frame from ``src`` carries for ``object_id`` (see
+        :mod:`silo.intake`): values for ids this party will never use are not kept."""
+        return self._intake.admit(src, object_id, nbytes, known=object_id in self._table)
 
     def _store(self, src: str, object_id: ObjectId) -> asyncio.Future[Any] | None:
-        fut = self.future(object_id, src)
-        owner = self._owner_of[object_id]
-        if owner != src:
-            self.log.warning("ignored object %s from %s: it belongs to %s", object_id, src, owner)
+        entry = self._table.entry(object_id, src)
+        if entry.owner != src:
+            self._log.warning(
+                "ignored object %s from %s: it belongs to %s", object_id, src, entry.owner
+            )
             return None
-        return None if fut.done() else fut
+        return None if entry.future.done() else entry.future
 
     def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
         if call and self._diverges(src, object_id, call):
@@ -83,7 +78,7 @@ class Inbound:
             fut.set_exception(self._as_seen_here(src, info))
 
     def _diverges(self, src: str, object_id: ObjectId, call: str) -> bool:
-        error = self.call_log.check(src, object_id, call)
+        error = self._call_log.check(src, object_id, call)
         if error is None:
             return False
         self.diverged(error)
@@ -92,9 +87,12 @@ class Inbound:
     def diverged(self, error: DivergenceError) -> None:
         """The parties' programs diverged: every pending get raises ``error``; shut down (the
         ABORT carries the message, so every party raises a DivergenceError)."""
-        self.log.error("%s", error)
-        self.fail_pending(error)
-        self.request_shutdown(Reason.REMOTE_ERROR, error, str(error))
+        self._log.error("%s", error)
+        self._table.fail_pending(error)
+        self._request(Reason.REMOTE_ERROR, error, str(error))
+
+    def _request(self, reason: Reason, error: BaseException, detail: str) -> None:
+        self._shutdown.request(ShutdownRequest(reason, error, detail))
 
     def _as_seen_here(self, src: str, info: ErrorInfo) -> FedRemoteError:
         """The error an error frame from ``src`` means here.
@@ -104,16 +102,16 @@ class Inbound:
         that reports it, never this party itself.
         """
         error = info.to_exception()
-        if isinstance(error, PeerUnavailableError) and error.src_party == self.party:
+        if isinstance(error, PeerUnavailableError) and error.src_party == self._party:
             return PeerUnavailableError(
-                src, f"{src} lost contact with {self.party} ({error.reason})"
+                src, f"{src} lost contact with {self._party} ({error.reason})"
             )
-        if isinstance(error, DivergenceError) and error.src_party == self.party:
+        if isinstance(error, DivergenceError) and error.src_party == self._party:
             return DivergenceError(src, error.message, error.seq)
         return error
 
     def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
-        self.log.error("object %s from %s refused: %s", object_id, src, error)
+        self._log.error("object %s from %s refused: %s", object_id, src, error)
         fut = self._store(src, object_id)
         if fut is not None:
             fut.set_exception(error)
@@ -123,10 +121,10 @@ class Inbound:
         error = self._as_seen_here(src, info)
         # One line per failure: the program's get (or the end of the program) raises this
         # error, and that is where it is reported; the log keeps it for debugging.
-        self.log.debug("party %s aborted: %s", src, str(error).splitlines()[0])
-        self.fail_pending(error)
-        self.request_shutdown(Reason.REMOTE_ERROR, error, f"{src} aborted")
-        self.peer_table.fire(src, LinkEvent.GOODBYE, f"{src} aborted: {headline(error)}")
+        self._log.debug("party %s aborted: %s", src, str(error).splitlines()[0])
+        self._table.fail_pending(error)
+        self._request(Reason.REMOTE_ERROR, error, f"{src} aborted")
+        self._peers.fire(src, LinkEvent.GOODBYE, f"{src} aborted: {headline(error)}")
 
     def peer_over(self, peer: str, state: LinkState, reason: str) -> None:
         """The listener of :class:`~silo.peers.Peers`: ``peer`` reached a terminal ``state``.
@@ -138,21 +136,15 @@ class Inbound:
         ``PeerUnavailableError`` naming the same peer). A peer that finished, or that was never
         heard from at all, fails only what depends on it; the runtime goes on.
         """
-        error = self.unavailable(peer)
+        error = unavailable(self._peers, peer)
         if error is None:
             return
-        self.fail_pending(error, owners=(peer,))
+        self._table.fail_pending(error, owners=(peer,))
         if state is LinkState.FINISHED:
-            self.log.debug("%s", reason)
+            self._log.debug("%s", reason)
             return
-        self.log.error("%s", reason)
-        breaks_job = state is LinkState.REFUSED or self.peer_table.record(peer).ever_heard
-        if breaks_job and self.shutdown_request is None:
-            self.fail_pending(error)
-            self.request_shutdown(Reason.REMOTE_ERROR, error, reason)
-
-    def fail_pending(self, error: BaseException, *, owners: Container[str] | None = None) -> None:
-        """Fail every object still awaited, or only those owned by ``owners``."""
-        for object_id, fut in self._objects.items():
-            if not fut.done() and (owners is None or self._owner_of[object_id] in owners):
-                fut.set_exception(error)
+        self._log.error("%s", reason)
+        breaks_job = state is LinkState.REFUSED or self._peers.record(peer).ever_heard
+        if breaks_job and self._shutdown.requested is None:
+            self._table.fail_pending(error)
+            self._request(Reason.REMOTE_ERROR, error, reason)

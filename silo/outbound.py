@@ -10,82 +10,70 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from .config import CrossSiloCommConfig
 from .divergence import CallLog
 from .errors import FrameRejected, SendingFailure, SerializationError, SiloError
 from .graph import FedObject
 from .log import PartyLogger
+from .objects import ObjectTable
 from .peers import LinkState, Peers
-from .shutdown import Reason
+from .shutdown import Reason, ShutdownFuture, ShutdownRequest
+from .tasks import TaskSupervisor
 from .tracebacks import format_user_traceback, mark_reported
+from .transport import Transport
 from .wire import ErrorInfo, ObjectId
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
-    from .transport import Transport
 
 __all__ = ["Outbound"]
 
 
 class Outbound:
-    """Mixed into :class:`~silo.runtime.Runtime`, which provides the state and hooks below."""
+    """This party's pushes and error frames, and its sending failures."""
 
-    party: str
-    log: PartyLogger
-    comm: CrossSiloCommConfig
-    sending_failures: list[SendingFailure]
-    _asked: set[ObjectId]
-    _pushed: set[tuple[ObjectId, str]]
-    call_log: CallLog
-    peer_table: Peers
-    _handler: Callable[[SendingFailure], object] | None
-
-    def future(self, object_id: ObjectId, owner: str) -> asyncio.Future[Any]:
-        raise NotImplementedError
-
-    @property
-    def transport(self) -> Transport:
-        raise NotImplementedError
-
-    @property
-    def pending_sends(self) -> set[asyncio.Task[Any]]:
-        raise NotImplementedError
-
-    def spawn(
+    def __init__(
         self,
-        coro: Coroutine[Any, Any, Any],
-        name: str,
-        group: set[asyncio.Task[Any]] | None = None,
-    ) -> asyncio.Task[Any]:
-        raise NotImplementedError
+        *,
+        party: str,
+        comm: CrossSiloCommConfig,
+        log: PartyLogger,
+        table: ObjectTable,
+        call_log: CallLog,
+        peers: Peers,
+        transport: Transport,
+        tasks: TaskSupervisor,
+        shutdown: ShutdownFuture,
+        handler: Callable[[SendingFailure], object] | None,
+    ) -> None:
+        self._party = party
+        self._comm = comm
+        self._log = log
+        self._table = table
+        self._call_log = call_log
+        self._peers = peers
+        self._transport = transport
+        self._tasks = tasks
+        self._shutdown = shutdown
+        self._handler = handler
+        #: Every sending failure, in order (``Runtime.sending_failures``).
+        self.failures: list[SendingFailure] = []
 
-    def request_shutdown(
-        self, reason: Reason, error: BaseException | None = None, detail: str = ""
-    ) -> bool:
-        raise NotImplementedError
-
-    def _push_inputs(self, deps: list[FedObject], party: str) -> None:
+    def push_inputs(self, deps: list[FedObject], party: str) -> None:
+        """A call placed at ``party`` consumes ``deps``: push the ones this party owns."""
         for dep in deps:
-            if dep.owner == self.party:
-                self._asked.add(dep.id)
+            if dep.owner == self._party:
                 self.push(dep.id, party)
 
     def push(self, object_id: ObjectId, peer: str) -> None:
         """Send an owned object to ``peer`` once it is ready; at most once per peer."""
-        key = (object_id, peer)
-        if key in self._pushed:
+        if not self._table.first_push(object_id, peer) or not self._peers.is_live(peer):
             return
-        self._pushed.add(key)
-        if not self.peer_table.is_live(peer):
-            return
-        fut = self.future(object_id, self.party)
-        call = self.call_log.name(object_id)
-        self.spawn(
+        fut = self._table.future(object_id, self._party)
+        call = self._call_log.name(object_id)
+        self._tasks.spawn(
             self._push(object_id, peer, fut, call),
             f"silo-push-{object_id}-{peer}",
-            self.pending_sends,
+            self._tasks.sends,
         )
 
     async def _push(
@@ -97,16 +85,16 @@ class Outbound:
             await self._send_error(peer, object_id, exc, call)
             return
         try:
-            await self.transport.send_data(peer, object_id, value, call)
+            await self._transport.send_data(peer, object_id, value, call)
         except SerializationError as exc:
-            self.log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
+            self._log.error("object %s cannot be sent to %s: %s", object_id, peer, exc)
             await self._send_error(peer, object_id, exc, call)
         except SendingFailure as exc:
-            if self.peer_table.state(peer) is LinkState.FINISHED:
-                self.log.debug("object %s not sent: %s finished", object_id, peer)
+            if self._peers.state(peer) is LinkState.FINISHED:
+                self._log.debug("object %s not sent: %s finished", object_id, peer)
                 return
             self.sending_failure(exc)
-            if not isinstance(exc, FrameRejected) and self.peer_table.is_live(peer):
+            if not isinstance(exc, FrameRejected) and self._peers.is_live(peer):
                 # The value did not arrive: tell the peer on the control path, so it raises
                 # instead of waiting for it.
                 await self._send_error(peer, object_id, exc, call)
@@ -117,18 +105,20 @@ class Outbound:
         if not isinstance(exc, SiloError) and mark_reported(exc):
             # The failure begins here: its traceback is printed here, once; the parties it
             # reaches print one line each.
-            self.log.error(
+            self._log.error(
                 "object %s failed here; the parties that need it raise FedRemoteError:\n%s",
                 object_id,
                 format_user_traceback(exc).rstrip(),
             )
-        info = ErrorInfo.from_exception(exc, party=self.party, expose=self.comm.expose_error_trace)
+        info = ErrorInfo.from_exception(
+            exc, party=self._party, expose=self._comm.expose_error_trace
+        )
         try:
-            await self.transport.send_error(peer, object_id, info, call)
+            await self._transport.send_error(peer, object_id, info, call)
         except SendingFailure as failure:
-            if self.peer_table.state(peer) is LinkState.FINISHED:
+            if self._peers.state(peer) is LinkState.FINISHED:
                 return
-            self.log.error(
+            self._log.error(
                 "the error frame for object %s could not be delivered: %s will not "
                 "learn of the error from us",
                 object_id,
@@ -142,11 +132,33 @@ class Outbound:
         The peer's state is not changed here: the link and the heartbeats decide whether it is
         over, and a peer that is over is sent nothing more.
         """
-        from . import lifecycle
+        self._log.error("sending failure: %s", failure)
+        self.failures.append(failure)
+        if len(self.failures) == 1:
+            self._run_handler(failure)
+            if self._comm.exit_on_sending_failure:
+                self._shutdown.request(
+                    ShutdownRequest(Reason.SENDING_FAILURE, failure, str(failure))
+                )
 
-        self.log.error("sending failure: %s", failure)
-        self.sending_failures.append(failure)
-        if len(self.sending_failures) == 1:
-            lifecycle.run_failure_handler(cast("Runtime", self), self._handler, failure)
-            if self.comm.exit_on_sending_failure:
-                self.request_shutdown(Reason.SENDING_FAILURE, failure, str(failure))
+    def _run_handler(self, failure: SendingFailure) -> None:
+        """Run the user's ``sending_failure_handler``; an async one becomes a runtime task,
+        which the teardown lets finish (bounded)."""
+        if self._handler is None:
+            return
+        try:
+            outcome = self._handler(failure)
+        except Exception as exc:
+            self._log.error("sending_failure_handler raised %r", exc, exc_info=exc)
+            return
+        if asyncio.iscoroutine(outcome):
+            self._tasks.spawn(
+                self._logged(outcome), "silo-sending-failure-handler", self._tasks.aux
+            )
+
+    async def _logged(self, handler: Coroutine[Any, Any, object]) -> None:
+        """An async handler's exception is logged, as a plain handler's is; it fails nothing."""
+        try:
+            await handler
+        except Exception as exc:
+            self._log.error("sending_failure_handler raised %r", exc, exc_info=exc)

@@ -31,11 +31,11 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
-    from .stats import Stats
+from .log import party_logger
+from .runtime import Runtime
+from .stats import Stats
 
 __all__ = [
     "INTERVAL_S",
@@ -79,7 +79,9 @@ def write_status(path: str, record: Mapping[str, int]) -> bool:
 async def _report(runtime: Runtime, path: str, interval: float) -> None:
     while True:
         if not write_status(path, status_record(runtime.stats())):
-            runtime.log.debug("stopped writing the status file %s", path)
+            party_logger(runtime.party, runtime.job).debug(
+                "stopped writing the status file %s", path
+            )
             return
         await asyncio.sleep(interval)
 

@@ -156,6 +156,10 @@ class ShutdownFuture:
         if not self._finished.done():
             self._finished.set_result(None)
 
+    def on_finished(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` once the teardown is complete (at once if it is)."""
+        self._finished.add_done_callback(lambda _: callback())
+
     @property
     def finished(self) -> bool:
         return self._finished.done()

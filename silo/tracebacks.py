@@ -14,6 +14,8 @@ import contextlib
 import os
 import traceback
 
+from .errors import FedRemoteError
+
 __all__ = [
     "format_user_traceback",
     "headline",
@@ -87,8 +89,10 @@ def was_reported(exc: BaseException) -> bool:
 
 
 def headline(exc: BaseException) -> str:
-    """One line for ``exc``: ``ValueError: boom``; a FedRemoteError's own first line."""
+    """One line for ``exc``: ``ValueError: boom``; for a FedRemoteError, its
+    :meth:`~silo.errors.FedRemoteError.headline` (``FedRemoteError occurred at alice:
+    ValueError: boom (in train, call 12)``)."""
+    if isinstance(exc, FedRemoteError):
+        return exc.headline()
     text = str(exc).splitlines()[0] if str(exc) else ""
-    if text.startswith("FedRemoteError occurred at"):
-        return text
     return f"{type(exc).__name__}: {text}".rstrip(": ")

@@ -19,14 +19,14 @@ is due and re-arms itself for the next one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 from .activity import activity_map, describe, parse_activity, seconds
 from .graph import FedObject
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from .log import PartyLogger
+from .objects import ObjectTable
+from .peers import Peers
+from .stats import Counters
 
 __all__ = ["SlowGets"]
 
@@ -48,15 +48,32 @@ class SlowGets:
     Loop thread only.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self.interval = runtime.config.slow_get_warning_s
+    def __init__(
+        self,
+        *,
+        party: str,
+        loop: asyncio.AbstractEventLoop,
+        interval: float,
+        log: PartyLogger,
+        table: ObjectTable,
+        counters: Counters,
+        peers: Peers,
+        stopped: Callable[[], bool],
+    ) -> None:
+        self._party = party
+        self._loop = loop
+        self.interval = interval
+        self._log = log
+        self._table = table
+        self._counters = counters
+        self._peers = peers
+        self._stopped = stopped
         self._waits: set[_Wait] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     def begin(self, objs: Sequence[FedObject]) -> _Wait:
         """A get of ``objs`` starts waiting; give the result to :meth:`end` when it ends."""
-        loop = self._runtime.loop
+        loop = self._loop
         now = loop.time()
         wait = _Wait(objs, now, now + self.interval)
         self._waits.add(wait)
@@ -70,18 +87,17 @@ class SlowGets:
 
     def _fire(self) -> None:
         self._timer = None
-        runtime = self._runtime
-        if runtime.closed or not self._waits:
+        if self._stopped() or not self._waits:
             return
-        loop = runtime.loop
+        loop = self._loop
         now = loop.time()
         for wait in list(self._waits):
             if wait.due > now:
                 continue
-            missing = [o for o in wait.objs if not runtime.future(o.id, o.owner).done()]
+            missing = [o for o in wait.objs if not self._table.future(o.id, o.owner).done()]
             if not missing:
                 continue
-            runtime.log.warning("%s", self.message(missing, now - wait.start))
+            self._log.warning("%s", self.message(missing, now - wait.start))
             while wait.due <= now:
                 wait.due += self.interval
         if self._waits:
@@ -89,15 +105,14 @@ class SlowGets:
 
     def message(self, missing: Sequence[FedObject], waited: float) -> str:
         """The warning for a get that has waited ``waited`` seconds for ``missing``."""
-        runtime = self._runtime
         first = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        if first.owner == runtime.party:
-            here = parse_activity(activity_map(runtime.counters))
-            doing = describe(f"{runtime.party} (this party)", here, 0)
+        if first.owner == self._party:
+            here = parse_activity(activity_map(self._counters))
+            doing = describe(f"{self._party} (this party)", here, 0)
             where = "computed here"
         else:
-            table = runtime.peer_table
+            table = self._peers
             record = table.record(first.owner)
             age = None if record.reported_at is None else table.now() - record.reported_at
             doing = describe(first.owner, record.activity, age)

@@ -10,10 +10,12 @@ the kind:
 =========  ==========================================================================
 DATA       ``[pickle_len, [buffer_len, ...], call]``; the body is the pickle stream
            followed by the out-of-band buffers, back to back
-ERROR      ``[origin, type_name, message, traceback, call]`` (``type_name``,
-           ``message`` and ``traceback`` may be nil); the object failed at
-           ``origin``. Plain msgpack, never pickled.
-ABORT      as ERROR, not tied to an object: the sender's program failed
+ERROR      ``[origin, type_name, message, traceback, call, site]`` (``type_name``,
+           ``message`` and ``traceback`` may be nil; ``call`` and ``site``
+           optional); the object failed at ``origin``, in the call ``site``
+           (``[name, call id]``) when it began in one. Plain msgpack, never pickled.
+ABORT      as ERROR, not tied to an object (``call`` empty): the sender stopped on
+           an error
 ACK        nil: the receiver stored message ``msg_id``
 REJECT     a reason string: the receiver refused ``msg_id`` for good
 HEARTBEAT  nil or a small map (room for the sender's activity): sent by both ends of every
@@ -73,6 +75,7 @@ __all__ = [
     "decode_header",
     "encode_data",
     "encode_header",
+    "began_in",
     "error_fields",
     "header_length",
 ]
@@ -131,6 +134,8 @@ class ErrorInfo:
     type_name: str | None = None
     message: str | None = None
     traceback: str | None = None
+    #: The call where the failure began, ``(name, call id)``, if it began in one.
+    site: tuple[str, int] | None = None
 
     def to_exception(self) -> FedRemoteError:
         if self.type_name == PEER_UNAVAILABLE:
@@ -140,7 +145,7 @@ class ErrorInfo:
         cause = None
         if self.type_name is not None:
             cause = RemoteCause(self.type_name, self.message or "", self.traceback or "")
-        return FedRemoteError(self.origin, cause)
+        return FedRemoteError(self.origin, cause, site=self.site)
 
     @classmethod
     def from_exception(cls, exc: BaseException, *, party: str, expose: bool) -> ErrorInfo:
@@ -148,25 +153,46 @@ class ErrorInfo:
 
         A :class:`PeerUnavailableError` always crosses with its reason, and a
         :class:`DivergenceError` with its message (only call names), so each is rebuilt as such.
+        The call where ``exc`` began (:func:`began_in`) crosses whatever ``expose`` says.
         """
         if isinstance(exc, PeerUnavailableError):
             return cls(exc.src_party, PEER_UNAVAILABLE, exc.reason, None)
         if isinstance(exc, DivergenceError):
             return cls(party, DIVERGED, exc.message, None)
         if isinstance(exc, FedRemoteError):
+            site = exc.site
             if expose and exc.cause is not None:
-                return cls(
-                    exc.src_party, exc.cause.type_name, exc.cause.message, exc.cause.traceback
-                )
+                cause = exc.cause
+                return cls(exc.src_party, cause.type_name, cause.message, cause.traceback, site)
             if expose and type(exc) is not FedRemoteError:
-                return cls(exc.src_party, type(exc).__name__, str(exc), "")
-            return cls(exc.src_party)
+                return cls(exc.src_party, type(exc).__name__, str(exc), "", site)
+            return cls(exc.src_party, site=site)
+        site = getattr(exc, _SITE, None)
         if not expose:
-            return cls(party)
-        return cls(party, type(exc).__qualname__, str(exc), user_traceback(exc))
+            return cls(party, site=site)
+        return cls(party, type(exc).__qualname__, str(exc), user_traceback(exc), site)
 
-    def to_wire(self) -> list[str | None]:
-        return [self.origin, self.type_name, self.message, self.traceback]
+    def to_wire(self, call: str = "") -> list[Any]:
+        """The ``extra`` of an ERROR (about the call named ``call``) or ABORT frame."""
+        fields: list[Any] = [self.origin, self.type_name, self.message, self.traceback]
+        if call or self.site is not None:
+            fields.append(call[:MAX_CALL_NAME])
+        if self.site is not None:
+            fields.append([self.site[0][:MAX_CALL_NAME], self.site[1]])
+        return fields
+
+
+_SITE = "_silo_site"
+
+
+def began_in(exc: BaseException, name: str, seq: int) -> None:
+    """Note that ``exc`` was raised by this party's call ``seq`` of ``name`` (kept if already
+    noted: an exception re-raised by a later call began in the first)."""
+    if getattr(exc, _SITE, None) is None:
+        try:
+            setattr(exc, _SITE, (name, seq))
+        except AttributeError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -190,7 +216,8 @@ class Header:
     def error_info(self) -> ErrorInfo:
         """The ErrorInfo of an ERROR or ABORT header (validated by :func:`decode_header`)."""
         origin, type_name, message, trace = self.extra[:4]
-        return ErrorInfo(origin, type_name, message, trace)
+        site = (self.extra[5][0], self.extra[5][1]) if len(self.extra) == 6 else None
+        return ErrorInfo(origin, type_name, message, trace, site)
 
     def data_layout(self) -> tuple[int, list[int]]:
         """``(pickle_len, buffer_lens)`` of a DATA header (validated by :func:`decode_header`)."""
@@ -201,7 +228,7 @@ class Header:
         """The fingerprint of the call a DATA or ERROR frame is about; ``""`` when absent."""
         if self.kind is Kind.DATA and len(self.extra) == 3:
             return str(self.extra[2])
-        if self.kind is Kind.ERROR and len(self.extra) == 5:
+        if self.kind is Kind.ERROR and len(self.extra) >= 5:
             return str(self.extra[4])
         return ""
 
@@ -255,10 +282,23 @@ def _is_call_name(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_CALL_NAME
 
 
+def _is_site(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and _is_call_name(value[0])
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+        and value[1] >= 0
+    )
+
+
 def _check_error_extra(extra: object, *, with_call: bool) -> None:
     if not (
         isinstance(extra, list)
-        and (len(extra) == 4 or (with_call and len(extra) == 5 and _is_call_name(extra[4])))
+        and 4 <= len(extra) <= 6
+        and (len(extra) == 4 or (_is_call_name(extra[4]) and (with_call or not extra[4])))
+        and (len(extra) < 6 or _is_site(extra[5]))
         and isinstance(extra[0], str)
         and all(v is None or isinstance(v, str) for v in extra[1:4])
     ):
@@ -353,12 +393,9 @@ def encode_data(
     return OutFrame(header, encode_header(header), [data, *buffers])
 
 
-def error_fields(info: ErrorInfo, call: str = "") -> list[str | None]:
+def error_fields(info: ErrorInfo, call: str = "") -> list[Any]:
     """The ``extra`` of an ERROR frame: ``info`` and the fingerprint of the failed call."""
-    fields = info.to_wire()
-    if call:
-        fields.append(call[:MAX_CALL_NAME])
-    return fields
+    return info.to_wire(call)
 
 
 def encode_control(

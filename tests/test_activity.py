@@ -180,7 +180,7 @@ async def test_heartbeats_over_a_live_channel_report_and_malformed_ones_are_igno
                     reports.append(parse_activity(header.extra))
                 acked = acked or header.kind is Kind.ACK
             await ws.close()
-        assert rt.peer_table.record("alice").activity == Activity(1, 7, "train", 4, 1.5)
+        assert rt._core.peers.record("alice").activity == Activity(1, 7, "train", 4, 1.5)
         assert reports[0] == Activity(running=0, in_flight=0), "bob reports itself idle"
         stats = rt.stats().peers["alice"]
         assert stats.frames_received == 1 and stats.bytes_received > 0

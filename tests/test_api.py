@@ -273,7 +273,7 @@ async def test_values_are_released_when_the_program_drops_its_handles() -> None:
         assert await silo.get(kept) == 2
         del box, total
         assert await silo.get(kept) == 2
-        return len(rt.objects())
+        return len(rt.table)
 
     sizes = await silo.simulate(main, ["alice", "bob"])
     assert all(size < 10 for size in sizes.values()), sizes

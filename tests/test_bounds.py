@@ -69,8 +69,8 @@ async def test_values_ahead_are_bounded_per_peer_and_refused_beyond(
         in answers[3].extra
     )
     assert f"the bound is 10000 objects and {LIMIT} bytes" in answers[3].extra
-    assert {(1, 0), (2, 0), (3, 0)} <= set(rt.objects()) and (4, 0) not in rt.objects()
-    count, nbytes = rt.intake.unclaimed("alice")
+    assert {(1, 0), (2, 0), (3, 0)} <= set(rt._core.table) and (4, 0) not in rt._core.table
+    count, nbytes = rt._core.intake.unclaimed("alice")
     assert count == 3 and 900 << 10 < nbytes <= LIMIT
 
 
@@ -88,17 +88,17 @@ async def test_values_for_ids_passed_without_a_handle_are_dropped_also_after_rel
             assert (
                 await send(ws, encode_data("job", "alice", 9, (seq, index), 42).join())
             ).kind is Kind.ACK
-        assert set(rt.objects()) == {(1, 0)}
+        assert set(rt._core.table) == {(1, 0)}
         assert await silo.get(kept) == 42
         del kept
         gc.collect()
         await asyncio.sleep(0)
-        assert (1, 0) not in rt.objects()
+        assert (1, 0) not in rt._core.table
         assert (await send(ws, encode_data("job", "alice", 10, (1, 0), 43).join())).kind is Kind.ACK
         error = encode_control(Kind.ERROR, "job", "alice", 11, (2, 0), ["alice", None, None, None])
         assert (await send(ws, error.join())).kind is Kind.ACK
         await ws.close()
-    assert rt.objects() == {}
+    assert len(rt._core.table) == 0
 
 
 async def test_an_unclaimed_id_no_call_has_is_forgotten_when_its_call_comes(
@@ -112,9 +112,9 @@ async def test_an_unclaimed_id_no_call_has_is_forgotten_when_its_call_comes(
                 await send(ws, encode_data("job", "alice", index + 1, (1, index), 7).join())
             ).kind is Kind.ACK
         await ws.close()
-    assert set(rt.objects()) == {(1, 0), (1, 5)}
+    assert set(rt._core.table) == {(1, 0), (1, 5)}
     obj = elsewhere.party("alice").remote()
-    assert set(rt.objects()) == {(1, 0)} and rt.intake.unclaimed("alice") == (0, 0)
+    assert set(rt._core.table) == {(1, 0)} and rt._core.intake.unclaimed("alice") == (0, 0)
     assert await silo.get(obj) == 7
 
 

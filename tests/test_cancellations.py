@@ -104,8 +104,8 @@ async def test_cancelling_the_program_is_not_swallowed_and_shuts_down() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert runtimes[0].closed
-    assert runtimes[0].shutdown_request is not None
-    assert runtimes[0].shutdown_request.reason.value == "program error"
+    assert runtimes[0]._core.shutdown_request is not None
+    assert runtimes[0]._core.shutdown_request.reason.value == "program error"
 
 
 async def test_a_peer_that_never_acknowledges_is_a_bounded_sending_failure(
@@ -169,8 +169,13 @@ async def test_pending_sends_after_an_error_are_dropped_unless_asked(
 async def test_concurrent_shutdowns_share_one_teardown() -> None:
     (port,) = free_ports(1)
     rt = await silo.init({"a": f"127.0.0.1:{port}"}, "a")
-    await asyncio.gather(rt.shutdown(), rt.shutdown(), silo.shutdown(), rt.fail(ValueError()))
-    assert rt.shutdown_request is not None and rt.shutdown_request.reason.value == "intended"
+    await asyncio.gather(
+        rt.shutdown(), rt.shutdown(), silo.shutdown(), rt._core.lifecycle.fail(ValueError())
+    )
+    assert (
+        rt._core.shutdown_request is not None
+        and rt._core.shutdown_request.reason.value == "intended"
+    )
 
 
 async def test_waiting_on_a_peer_that_never_comes_fails_after_the_timeout() -> None:

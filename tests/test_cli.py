@@ -385,7 +385,7 @@ def test_launcher_exits_1_when_a_party_fails(tmp_path: Path) -> None:
         "alice",
         "exit",
         "1",
-        *"FedRemoteError occurred at bob caused by RuntimeError: boom in bob".split(),
+        *"FedRemoteError occurred at bob: RuntimeError: boom in bob (in explode, call 1)".split(),
     ]
     assert summary[2].split() == ["silo:", "bob", "exit", "1", "RuntimeError:", "boom", "in", "bob"]
     lines = done.stderr.splitlines()

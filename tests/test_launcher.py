@@ -152,8 +152,8 @@ def test_a_three_party_failure_reads_once(tmp_path: Path) -> None:
         failure = [line for line in own if "FedRemoteError" in line]
         assert len(failure) == 1, failure
         assert failure[0].endswith(
-            f"silo: party {party} failed: FedRemoteError occurred at alice caused by "
-            "ValueError: boom"
+            f"silo: party {party} failed: FedRemoteError occurred at alice: "
+            "ValueError: boom (in train, call 1)"
         ), failure
     summary = done.stderr.splitlines()[-4:]
     assert summary[0].startswith("silo: 3 of 3 parties failed; alice failed first"), summary

@@ -72,8 +72,7 @@ async def test_a_failed_runtime_task_goes_through_the_handler_and_is_broadcast(
             return
         with contextlib.suppress(silo.FedRemoteError):
             await silo.get(obj)  # pushes obj to bob (the push fails); may see the shutdown
-        assert runtime._shutdown is not None
-        await runtime._shutdown.wait_finished()
+        await runtime.lifecycle.wait_finished()
         assert runtime.shutdown_request is not None
         details[party] = runtime.shutdown_request.detail
 
@@ -109,11 +108,11 @@ async def test_two_runtimes_on_one_loop_restore_the_user_handler(order: str) -> 
         first, second = await _two_runtimes()
         dispatcher = loop.get_exception_handler()
         assert isinstance(dispatcher, Dispatcher)
-        assert dispatcher.owners == [first, second]
+        assert dispatcher.owners == [first._core.lifecycle, second._core.lifecycle]
         leaving = [first, second] if order == "first-started-leaves-first" else [second, first]
         await asyncio.gather(leaving[0].shutdown(), asyncio.sleep(0))
         assert loop.get_exception_handler() is dispatcher
-        assert dispatcher.owners == [leaving[1]]
+        assert dispatcher.owners == [leaving[1]._core.lifecycle]
         await leaving[1].shutdown()
         assert loop.get_exception_handler() is user_handler
         assert user_seen == []
@@ -131,12 +130,13 @@ async def test_each_runtime_handles_only_its_own_tasks_and_others_reach_the_user
         async def boom() -> None:
             raise ValueError("a failure in bob's own task")
 
-        task = second.spawn(boom(), "silo-test-boom", second.aux_tasks)
+        tasks = second._core.tasks
+        task = tasks.spawn(boom(), "silo-test-boom", tasks.aux)
         await asyncio.wait([task])
-        request = second.shutdown_request
+        request = second._core.shutdown_request
         assert request is not None and request.reason is Reason.PROGRAM_ERROR
         assert isinstance(request.error, ValueError)
-        assert first.shutdown_request is None
+        assert first._core.shutdown_request is None
 
         async def user_task() -> None:
             raise KeyError("not silo's")
@@ -148,7 +148,7 @@ async def test_each_runtime_handles_only_its_own_tasks_and_others_reach_the_user
             {"message": "user task", "exception": KeyError("x"), "task": stray}
         )
         assert [c["message"] for c in user_seen] == ["user", "user task"]
-        assert first.shutdown_request is None
+        assert first._core.shutdown_request is None
         await first.shutdown()
         await second.shutdown()
         assert loop.get_exception_handler() is user_handler
@@ -167,8 +167,9 @@ async def test_a_replaced_handler_does_not_lose_a_runtime_failure() -> None:
         async def boom() -> None:
             raise ValueError("lost?")
 
-        await asyncio.wait([runtime.spawn(boom(), "silo-test-boom", runtime.aux_tasks)])
-        request = runtime.shutdown_request
+        tasks = runtime._core.tasks
+        await asyncio.wait([tasks.spawn(boom(), "silo-test-boom", tasks.aux)])
+        request = runtime._core.shutdown_request
         assert request is not None and isinstance(request.error, ValueError)
         assert user_seen == []
         await runtime.shutdown()

@@ -30,15 +30,6 @@ def combine(a: int, b: int) -> int:
     return a + b
 
 
-def sizes(runtime: silo.Runtime) -> dict[str, int]:
-    return {
-        "objects": len(runtime.objects()),
-        "calls": len(runtime.call_log),
-        "pushed": len(runtime._pushed),
-        "actors": len(runtime.actors),
-    }
-
-
 async def _rounds(n: int) -> dict[str, Any]:
     async def main(party: str) -> dict[str, int]:
         runtime = context.current_runtime()
@@ -51,7 +42,7 @@ async def _rounds(n: int) -> dict[str, Any]:
             del scratch
         gc.collect()
         await silo.get(combine.party("bob").remote(a.inc.remote(0), b.inc.remote(0)))
-        return sizes(runtime)
+        return runtime.sizes()
 
     return await silo.simulate(main, ["alice", "bob"])
 
@@ -77,8 +68,8 @@ async def test_a_killed_actor_leaves_the_table_and_later_calls_still_fail() -> N
         try:
             await silo.get(after)
         except silo.SiloError as exc:
-            await asyncio.wait(runtime.actor_tasks)
-            return type(exc).__name__, len(runtime.actors)
+            await asyncio.wait(runtime.tasks.actors)
+            return type(exc).__name__, len(runtime.execution.actors)
         return None
 
     result = await silo.simulate(main, ["alice"])

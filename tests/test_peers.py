@@ -216,7 +216,9 @@ async def test_a_report_that_this_party_is_lost_names_the_reporter() -> None:
         obj = _from_bob.party("bob").remote()
         pending = asyncio.ensure_future(silo.get(obj))
         await asyncio.sleep(0)
-        rt.deliver_abort("bob", ErrorInfo("alice", PEER_UNAVAILABLE, "alice went silent", None))
+        rt._core.inbound.deliver_abort(
+            "bob", ErrorInfo("alice", PEER_UNAVAILABLE, "alice went silent", None)
+        )
         with pytest.raises(PeerUnavailableError) as caught:
             await pending
         assert caught.value.src_party == "bob"

@@ -111,7 +111,7 @@ async def test_bad_frames_are_refused_and_the_party_keeps_working(
         answer = await _answer(ws)
         assert answer.kind is Kind.ACK and answer.msg_id == 3
         await ws.close()
-    assert rt.objects()[(1, 0)].result() == {"ok": True}
+    assert rt._core.table.future((1, 0), "alice").result() == {"ok": True}
 
 
 async def test_error_frames_are_never_pickled_on_the_control_path(
@@ -122,4 +122,4 @@ async def test_error_frames_are_never_pickled_on_the_control_path(
     async with aiohttp.ClientSession(headers=HEADERS) as session:
         async with session.post(url + CONTROL_PATH, data=frame.join()) as resp:
             assert resp.status == 400 and "do not belong on the control path" in await resp.text()
-    assert (2, 0) not in rt.objects()
+    assert (2, 0) not in rt._core.table

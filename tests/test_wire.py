@@ -24,6 +24,7 @@ from silo.wire import (
     PREFIX,
     ErrorInfo,
     Kind,
+    began_in,
     decode_data,
     decode_frame,
     encode_control,
@@ -88,6 +89,50 @@ def test_data_and_error_frames_carry_the_call_that_produced_them() -> None:
     assert header.call == "train" and header.error_info() == info
     plain = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), error_fields(info))
     assert decode_frame(plain.join())[0].call == ""
+
+
+def test_the_call_where_an_error_began_crosses_whatever_expose_says() -> None:
+    exc = ValueError("boom")
+    began_in(exc, "train", 12)
+    began_in(exc, "evaluate", 13)  # re-raised later: it began in the first call
+    for expose, cause in ((False, None), (True, "ValueError")):
+        info = ErrorInfo.from_exception(exc, party="alice", expose=expose)
+        assert info.site == ("train", 12) and info.type_name == cause
+        for kind, call in ((Kind.ERROR, "evaluate"), (Kind.ERROR, ""), (Kind.ABORT, "")):
+            frame = encode_control(kind, "job", "alice", 1, (13, 0), error_fields(info, call))
+            header, _ = decode_frame(frame.join())
+            assert header.error_info() == info and header.call == call
+        error = info.to_exception()
+        assert error.site == ("train", 12) and str(error).startswith("FedRemoteError occurred at")
+        forwarded = ErrorInfo.from_exception(error, party="bob", expose=expose)
+        assert forwarded.origin == "alice" and forwarded.site == ("train", 12)
+    shown = ErrorInfo.from_exception(exc, party="alice", expose=True).to_exception()
+    assert (
+        shown.headline() == "FedRemoteError occurred at alice: ValueError: boom (in train, call 12)"
+    )
+    hidden = ErrorInfo.from_exception(exc, party="alice", expose=False).to_exception()
+    assert hidden.headline() == "FedRemoteError occurred at alice (in train, call 12)"
+    assert str(hidden) == "FedRemoteError occurred at alice"
+    assert ErrorInfo.from_exception(KeyError("k"), party="alice", expose=False).site is None
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["alice", None, None, None, "train", ["train"]],
+        ["alice", None, None, None, "train", ["train", -1]],
+        ["alice", None, None, None, "train", ["train", True]],
+        ["alice", None, None, None, "train", ["x" * 1000, 1]],
+        ["alice", None, None, None, "train", ["train", 1], "more"],
+    ],
+)
+def test_a_malformed_error_site_is_a_protocol_error(extra: list[Any]) -> None:
+    raw = encode_control(Kind.ERROR, "job", "alice", 1, (1, 0), extra).join()
+    with pytest.raises(ProtocolError, match="malformed error fields"):
+        decode_frame(raw)
+    abort = encode_control(Kind.ABORT, "job", "alice", 1, (0, 0), ["alice", None, None, None, "x"])
+    with pytest.raises(ProtocolError, match="malformed error fields"):
+        decode_frame(abort.join())
 
 
 def test_a_divergence_crosses_with_its_message_whatever_expose_says() -> None:

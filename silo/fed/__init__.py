@@ -159,12 +159,12 @@ def _values(objs: list[FedObject]) -> list[Any]:
         raise NoRuntimeError("silo.fed: call fed.init(addresses=..., party=...) first")
     runtime = session.runtime
     try:
-        values: list[Any] = session.run(runtime.get(objs, None))
+        values: list[Any] = session.run(runtime.scheduler.get(objs, None))
     except RuntimeClosedError:
         request = runtime.shutdown_request
         if request is None or not request.reason.is_error:
             raise
-        raise as_task_error(runtime.shutdown_error()) from None
+        raise as_task_error(runtime.lifecycle.pending_error()) from None
     except (NoRuntimeError, GetTimeoutError):
         raise
     except Exception as exc:
@@ -178,7 +178,7 @@ def kill(actor: FedActorHandle, *, no_restart: bool = True) -> None:
     if not isinstance(actor, FedActorHandle):
         raise TypeError(f"fed.kill expects an actor handle, got {type(actor).__name__}")
     session, runtime = actor._runtime()
-    session.call(runtime.kill_actor, actor.party, actor._actor_id)
+    session.call(runtime.scheduler.kill_actor, actor.party, actor._actor_id)
 
 
 def shutdown() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..api import _parse_options
+from ..core import Core
 from ..errors import NoRuntimeError, RuntimeClosedError
 from ..graph import FedObject
-from ..runtime import Runtime
 from ._session import Session, active
 from ._translate import translate_options
 from .exceptions import as_task_error
@@ -26,14 +26,14 @@ __all__ = ["FedActorHandle", "FedActorMethod", "FedRemoteClass", "FedRemoteFunct
 T = TypeVar("T")
 
 
-def _session() -> tuple[Session, Runtime]:
+def _session() -> tuple[Session, Core]:
     session = active()
     if session is None or session.runtime is None:
         raise NoRuntimeError("silo.fed: call fed.init(addresses=..., party=...) first")
     return session, session.runtime
 
 
-def _schedule(session: Session, runtime: Runtime, fn: Callable[..., T], *args: Any) -> T:
+def _schedule(session: Session, runtime: Core, fn: Callable[..., T], *args: Any) -> T:
     """Run a scheduling method of the runtime on its loop thread.
 
     After a shutdown caused by an error (a peer's, a signal), raises what a get would: the
@@ -45,7 +45,7 @@ def _schedule(session: Session, runtime: Runtime, fn: Callable[..., T], *args: A
         request = runtime.shutdown_request
         if request is None or not request.reason.is_error:
             raise
-        raise as_task_error(runtime.shutdown_error()) from None
+        raise as_task_error(runtime.lifecycle.pending_error()) from None
 
 
 def _check_party(name: object) -> str:
@@ -102,7 +102,14 @@ class FedRemoteFunction:
         session, runtime = _session()
         n = self._options["num_returns"]
         objs = _schedule(
-            session, runtime, runtime.submit, _check_party(self._party), self._fn, args, kwargs, n
+            session,
+            runtime,
+            runtime.scheduler.submit,
+            _check_party(self._party),
+            self._fn,
+            args,
+            kwargs,
+            n,
         )
         return _one_or_list(objs, n)
 
@@ -140,7 +147,9 @@ class FedRemoteClass:
             raise ValueError(f"{self.__qualname__}: call .party(name) before .remote(...)")
         session, runtime = _session()
         party = _check_party(self._party)
-        actor_id = _schedule(session, runtime, runtime.create_actor, party, self._cls, args, kwargs)
+        actor_id = _schedule(
+            session, runtime, runtime.scheduler.create_actor, party, self._cls, args, kwargs
+        )
         return FedActorHandle(self._cls, party, actor_id, runtime.token)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -176,7 +185,7 @@ class FedActorHandle:
     def __reduce__(self) -> Any:
         raise TypeError(f"{self!r} cannot be pickled or passed to a remote call")
 
-    def _runtime(self) -> tuple[Session, Runtime]:
+    def _runtime(self) -> tuple[Session, Core]:
         session, runtime = _session()
         if runtime.token != self._runtime_token:
             raise ValueError(f"{self!r} belongs to a silo.fed runtime that was shut down")
@@ -202,7 +211,7 @@ class FedActorMethod:
         objs = _schedule(
             session,
             runtime,
-            runtime.call_actor,
+            runtime.scheduler.call_actor,
             handle.party,
             handle._actor_id,
             self._name,

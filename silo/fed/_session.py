@@ -17,9 +17,9 @@ What the async API gets from ``asyncio.run`` and ``loop.add_signal_handler`` is 
   async API (the error broadcast to every peer), waits a bounded time for it, then raises
   ``KeyboardInterrupt`` (``SystemExit(143)`` for SIGTERM) wherever the main thread was.
 * **Uncaught exceptions.** ``sys.excepthook`` is wrapped: an exception escaping the program is
-  broadcast (``Runtime.fail``) before Python prints it.
+  broadcast (``Lifecycle.fail``) before Python prints it.
 * **Exit on sending failure.** ``SystemExit`` raised on the loop thread would end only that
-  thread, so the session sets ``Runtime.exit_process`` to flush logging and the standard
+  thread, so the session sets ``Lifecycle.exit_process`` to flush logging and the standard
   streams and call ``os._exit(1)``. That works wherever the main thread is parked
   (``time.sleep``, a blocking read); the price is that ``atexit`` handlers and the main thread's
   ``finally`` blocks do not run, as with RayFed, whose process is killed.
@@ -48,9 +48,9 @@ from typing import Any, TypeVar
 
 from .. import context
 from ..api import _start
+from ..core import Core
 from ..errors import ConfigError, SendingFailure, SiloError
 from ..loop import loop_factory
-from ..runtime import Runtime
 from ..shutdown import Reason
 from .exceptions import FedTaskError
 
@@ -79,7 +79,7 @@ class Session:
 
     def __init__(self) -> None:
         self.loop = loop_factory()()
-        self.runtime: Runtime | None = None
+        self.runtime: Core | None = None
         self.pid = os.getpid()
         self.addresses: Mapping[str, str] = {}
         self.rayfed_config: Mapping[str, Any] = {}
@@ -152,12 +152,12 @@ class Session:
             fut.cancel()
             raise
 
-    async def _boot(self, **init_kwargs: Any) -> Runtime:
+    async def _boot(self, **init_kwargs: Any) -> Core:
         runtime = await _start(**init_kwargs)
-        runtime.exit_process = _exit_now
+        runtime.lifecycle.exit_process = _exit_now
         return runtime
 
-    def start(self, **init_kwargs: Any) -> Runtime:
+    def start(self, **init_kwargs: Any) -> Core:
         """Start the runtime (``silo.init``'s arguments); on failure, close and raise."""
         try:
             self.runtime = self.run(self._boot(**init_kwargs))
@@ -203,19 +203,19 @@ class Session:
             return
         if isinstance(error, FedTaskError):
             error = error.cause
-        from ..lifecycle import hurry
+        lifecycle = runtime.lifecycle
 
         def request() -> bool:
             if reason is Reason.SIGNAL:
                 runtime.log.warning("received %s: shutting down", detail)
-            if not runtime.request_shutdown(reason, error, detail):
-                hurry(runtime)
+            if not lifecycle.ask(reason, error, detail):
+                lifecycle.hurry()
                 return False
             return True
 
         try:
             if self.call(request):
-                self.run(runtime.shutdown(), timeout=_GRACE_S)
+                self.run(lifecycle.shutdown(), timeout=_GRACE_S)
         except concurrent.futures.TimeoutError:
             runtime.log.warning("the shutdown after %s is still under way; going on", detail)
 
@@ -236,7 +236,7 @@ class Session:
             )
         try:
             if self.runtime is not None:
-                self.run(self.runtime.shutdown())
+                self.run(self.runtime.lifecycle.shutdown())
         finally:
             self.restore_signals()
             self._stop_loop()

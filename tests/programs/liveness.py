@@ -153,17 +153,18 @@ async def chatter(party: str) -> None:
     async with init(party) as rt:
         duplicates = 0
         delivered = 0
-        original = rt.deliver_data
+        original = rt._core.inbound.deliver_data
 
         def counting(src: str, object_id: tuple[int, int], value: object, call: str = "") -> None:
             nonlocal duplicates, delivered
-            fut = rt.objects().get(object_id)
+            entry = rt._core.table.get(object_id)
+            fut = None if entry is None else entry.future
             delivered += 1
             if fut is not None and fut.done():
                 duplicates += 1
             original(src, object_id, value, call)
 
-        rt.deliver_data = counting  # type: ignore[method-assign]
+        rt._core.inbound.deliver_data = counting  # type: ignore[method-assign]
         print("STARTED", flush=True)
         total = 0
         for i in range(rounds):

@@ -268,7 +268,7 @@ async def shutdown_once(party: str) -> None:
             await silo.get(bad)
         except Exception as exc:
             if party == "alice":
-                await asyncio.gather(rt.fail(exc), rt.shutdown(), silo.shutdown())
+                await asyncio.gather(rt._core.lifecycle.fail(exc), rt.shutdown(), silo.shutdown())
                 await silo.shutdown()
                 report(describe(exc))
                 raise
@@ -420,7 +420,7 @@ async def release(party: str) -> None:
             arr = make_array.party("alice").remote(8192)
             total = add.party("bob").remote(checksum.party("bob").remote(arr), str(i))
             await silo.get(total)
-        report(len(rt.objects()))
+        report(len(rt._core.table))
 
 
 @scenario
