@@ -30,6 +30,14 @@ from .errors import (
     SendingFailure,
 )
 from .graph import FedObject
+from .handles import (
+    ActorHandle,
+    ActorMethod,
+    RemoteClass,
+    RemoteFunction,
+    make_remote,
+    parse_options,
+)
 from .log import configure_logging
 from .output import party_prefixed_stdout
 from .runtime import Runtime
@@ -50,200 +58,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_OPTIONS = frozenset({"num_returns"})
-
-
-def _parse_options(options: Mapping[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in options.items():
-        if key not in _OPTIONS:
-            raise ValueError(f"unknown option {key!r}: silo supports {', '.join(sorted(_OPTIONS))}")
-        if key == "num_returns" and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"num_returns: expected an integer >= 1, got {value!r}")
-        merged[key] = value
-    return merged
-
-
-def _check_party(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"party: expected a party name, got {name!r}")
-    try:
-        runtime = context.current_runtime()
-    except (NoRuntimeError, RuntimeClosedError):
-        return name
-    if name not in runtime.addresses:
-        raise ValueError(
-            f"unknown party {name!r}: this job's parties are {', '.join(sorted(runtime.addresses))}"
-        )
-    return name
-
-
-def _runtime_for(party: str | None, what: str) -> Core:
-    if party is None:
-        raise ValueError(f"{what}: call .party(name) before .remote(...) to pin it to a party")
-    runtime = context.current_runtime()
-    if party not in runtime.addresses:
-        raise ValueError(
-            f"unknown party {party!r}: this job's parties are "
-            f"{', '.join(sorted(runtime.addresses))}"
-        )
-    return runtime
-
-
-def _one_or_list(objs: list[FedObject], num_returns: int) -> FedObject | list[FedObject]:
-    return objs[0] if num_returns == 1 else objs
-
-
-class RemoteFunction:
-    """A function or coroutine function decorated with ``@silo.remote``."""
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        party: str | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        self._fn = fn
-        self._party = party
-        self._options = options or {"num_returns": 1}
-        self.__name__ = getattr(fn, "__name__", "remote_function")
-        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
-
-    def party(self, name: str) -> RemoteFunction:
-        """A new handle pinned to ``name``. Raises ``ValueError`` for an unknown party."""
-        return RemoteFunction(self._fn, party=_check_party(name), options=self._options)
-
-    def options(self, **options: Any) -> RemoteFunction:
-        """A new handle with per-call options (``num_returns``)."""
-        return RemoteFunction(
-            self._fn, party=self._party, options=_parse_options(options, self._options)
-        )
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Schedule the call; returns a FedObject (a list of them if ``num_returns > 1``)."""
-        runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
-        assert self._party is not None
-        n = self._options["num_returns"]
-        return _one_or_list(runtime.scheduler.submit(self._party, self._fn, args, kwargs, n), n)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"remote function {self.__qualname__} cannot be called directly: "
-            f"use {self.__name__}.party(name).remote(...)"
-        )
-
-    def __repr__(self) -> str:
-        return f"<silo.remote function {self.__qualname__} party={self._party!r}>"
-
-
-class RemoteClass:
-    """A class decorated with ``@silo.remote``; ``.party(p).remote(...)`` creates an actor."""
-
-    def __init__(
-        self, cls: type, *, party: str | None = None, options: dict[str, Any] | None = None
-    ) -> None:
-        self._cls = cls
-        self._party = party
-        self._options = options or {"num_returns": 1}
-        self.__name__ = cls.__name__
-        self.__qualname__ = cls.__qualname__
-        self.__doc__ = cls.__doc__
-        self.__wrapped__ = cls
-
-    def party(self, name: str) -> RemoteClass:
-        return RemoteClass(self._cls, party=_check_party(name), options=self._options)
-
-    def options(self, **options: Any) -> RemoteClass:
-        return RemoteClass(
-            self._cls, party=self._party, options=_parse_options(options, self._options)
-        )
-
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Create the actor in its party (constructed there once its inputs are ready)."""
-        runtime = _runtime_for(self._party, f"{self.__qualname__}.remote()")
-        assert self._party is not None
-        scheduler = runtime.scheduler
-        actor_id = scheduler.create_actor(self._party, self._cls, args, kwargs)
-        return ActorHandle(self._cls, self._party, actor_id, runtime.token, scheduler.release_actor)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"remote class {self.__qualname__} cannot be instantiated directly: "
-            f"use {self.__name__}.party(name).remote(...)"
-        )
-
-
-class ActorHandle:
-    """An actor living in ``party``; its methods are called with ``handle.method.remote()``."""
-
-    def __init__(
-        self,
-        cls: type,
-        party: str,
-        actor_id: int,
-        runtime_token: int,
-        on_release: Callable[[int], None] | None = None,
-    ) -> None:
-        self._cls = cls
-        self._party = party
-        self._actor_id = actor_id
-        self._runtime_token = runtime_token
-        self._on_release = on_release
-
-    def __del__(self) -> None:
-        # The program dropped the handle: no call can reach the actor any more (see Runtime).
-        on_release = self.__dict__.get("_on_release")
-        if on_release is not None:
-            try:
-                on_release(self._actor_id)
-            except Exception:
-                pass
-
-    @property
-    def party(self) -> str:
-        return self._party
-
-    def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("__") or not callable(getattr(self._cls, name, None)):
-            raise AttributeError(f"actor {self._cls.__name__} has no method {name!r}")
-        # Not cached on the handle: a method holds its handle, and a cycle would keep a dropped
-        # handle (and so its actor) alive until the next garbage collection.
-        return ActorMethod(self, name, {"num_returns": 1})
-
-    def __repr__(self) -> str:
-        return f"ActorHandle({self._cls.__name__}, party={self._party!r}, id={self._actor_id})"
-
-    def __reduce__(self) -> Any:
-        raise TypeError(f"{self!r} cannot be pickled or passed to a remote call")
-
-
-class ActorMethod:
-    """``handle.method``: ``.remote(...)`` schedules it; ``.options(num_returns=n)``."""
-
-    def __init__(self, handle: ActorHandle, name: str, options: dict[str, Any]) -> None:
-        self._handle = handle
-        self._name = name
-        self._options = options
-
-    def options(self, **options: Any) -> ActorMethod:
-        return ActorMethod(self._handle, self._name, _parse_options(options, self._options))
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        handle = self._handle
-        runtime = _runtime_for(handle.party, f"{handle._cls.__name__}.{self._name}.remote()")
-        if runtime.token != handle._runtime_token:
-            raise ValueError(f"{handle!r} belongs to another silo runtime")
-        n = self._options["num_returns"]
-        call = f"{handle._cls.__qualname__}.{self._name}"
-        objs = runtime.scheduler.call_actor(
-            handle.party, handle._actor_id, self._name, args, kwargs, n, call
-        )
-        return _one_or_list(objs, n)
 
 
 @overload
@@ -259,21 +73,10 @@ def remote(obj: Any = None, *, num_returns: int = 1) -> Any:
 
     Raises ``TypeError`` for anything else.
     """
-    options = _parse_options({"num_returns": num_returns}, {})
+    options = parse_options({"num_returns": num_returns}, {})
     if obj is None:
-        return lambda target: _make_remote(target, options)
-    return _make_remote(obj, options)
-
-
-def _make_remote(obj: Any, options: dict[str, Any]) -> RemoteFunction | RemoteClass:
-    if inspect.isclass(obj):
-        return RemoteClass(obj, options=options)
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj) or inspect.ismethod(obj):
-        return RemoteFunction(obj, options=options)
-    raise TypeError(
-        f"silo.remote expects a function, coroutine function or class, "
-        f"got {obj!r} ({type(obj).__name__})"
-    )
+        return lambda target: make_remote(target, options)
+    return make_remote(obj, options)
 
 
 class _Init(Generic[T]):

@@ -9,17 +9,17 @@ class with ``.cause`` (see :mod:`silo.fed.exceptions`).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import GetTimeoutError, NoRuntimeError, RuntimeClosedError, SendingFailure
 from ..graph import FedObject
+from ..handles import RemoteClass, RemoteFunction, make_remote
 from . import config, exceptions
-from ._handles import FedActorHandle, FedActorMethod, FedRemoteClass, FedRemoteFunction
+from ._handles import FED, FedActorHandle, FedActorMethod, FedRemoteClass, FedRemoteFunction
 from ._session import active, begin, end
 from ._tls import check_identity
-from ._translate import translate_config, translate_options, warn_ignored
+from ._translate import translate_config, warn_ignored
 from .exceptions import (
     FedRemoteError,
     FedTaskError,
@@ -117,18 +117,10 @@ def remote(*args: Any, **options: Any) -> Any:
     return lambda target: _make_remote(target, options)
 
 
-def _make_remote(target: Any, options: dict[str, Any]) -> FedRemoteFunction | FedRemoteClass:
-    from ..api import _parse_options
-
+def _make_remote(target: Any, options: dict[str, Any]) -> RemoteFunction | RemoteClass:
     what = getattr(target, "__qualname__", repr(target))
-    parsed = _parse_options(translate_options(options, what), {"num_returns": 1})
-    if inspect.isclass(target):
-        return FedRemoteClass(target, options=parsed)
-    if inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.ismethod(target):
-        return FedRemoteFunction(target, options=parsed)
-    raise TypeError(
-        f"fed.remote expects a function or a class, got {target!r} ({type(target).__name__})"
-    )
+    parsed = FED.options(options, {"num_returns": 1}, what)
+    return make_remote(target, parsed, FedRemoteFunction, FedRemoteClass, "fed.remote")
 
 
 def get(fed_objects: Any) -> Any:
@@ -177,8 +169,8 @@ def kill(actor: FedActorHandle, *, no_restart: bool = True) -> None:
     accepted for RayFed's sake: silo never restarts actors."""
     if not isinstance(actor, FedActorHandle):
         raise TypeError(f"fed.kill expects an actor handle, got {type(actor).__name__}")
-    session, runtime = actor._runtime()
-    session.call(runtime.scheduler.kill_actor, actor.party, actor._actor_id)
+    runtime = actor.runtime("fed.kill")
+    FED.schedule(runtime, runtime.scheduler.kill_actor, actor.party, actor._actor_id)
 
 
 def shutdown() -> None:
