@@ -129,7 +129,7 @@ def test_misuse_is_refused_clearly(solo: dict[str, str]) -> None:
         add.party("carol")
     with pytest.raises(TypeError, match="cannot be called directly"):
         add(1, 2)
-    with pytest.raises(TypeError, match="fed.remote expects a function, coroutine function or class"):
+    with pytest.raises(TypeError, match=r"fed\.remote expects a function, coroutine function"):
         fed.remote(3)
     with pytest.raises(TypeError, match="expects an actor handle"):
         fed.kill(add)  # type: ignore[arg-type]
