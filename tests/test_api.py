@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -277,3 +278,14 @@ async def test_values_are_released_when_the_program_drops_its_handles() -> None:
 
     sizes = await silo.simulate(main, ["alice", "bob"])
     assert all(size < 10 for size in sizes.values()), sizes
+
+
+def test_the_runtime_shows_only_what_the_docs_promise() -> None:
+    """``silo.Runtime`` is a facade: its public names are exactly the documented ones, and the
+    table in the programming model lists each of them."""
+    public = sorted(name for name in dir(silo.Runtime) if not name.startswith("_"))
+    promised = ["addresses", "closed", "job", "party", "sending_failures", "shutdown", "stats"]
+    assert public == promised
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "programming-model.md").read_text()
+    for name in public:
+        assert f"`rt.{name}" in docs or f"`await rt.{name}" in docs, name
