@@ -7,6 +7,7 @@ naming the key path and what was expected. Key names follow RayFed so its users 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import math
 import re
@@ -20,6 +21,7 @@ __all__ = [
     "Address",
     "Config",
     "CrossSiloCommConfig",
+    "ExecutorConfig",
     "RetryPolicy",
     "TLSConfig",
     "check_job_name",
@@ -28,6 +30,7 @@ __all__ = [
     "is_loopback",
     "parse_addresses",
     "parse_config",
+    "parse_executor",
     "parse_fingerprint",
     "parse_tls_config",
 ]
@@ -97,6 +100,29 @@ class CrossSiloCommConfig:
         return self.heartbeat_interval_ms / 1000.0
 
 
+#: The executors ``config["executor"]["kind"]`` may name, and the keys each takes.
+EXECUTOR_KEYS = {
+    "threads": {"kind", "max_workers"},
+    "processes": {"kind", "max_workers"},
+    "dask": {"kind", "address", "n_workers"},
+}
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``config["executor"]``: where this party's plain functions and actors run.
+
+    ``max_workers`` (threads, processes): ``None`` is the kind's default. ``address`` (dask):
+    the scheduler, ``tcp://host:port``, or ``"local"`` for a ``LocalCluster`` of ``n_workers``
+    worker processes that the runtime starts and closes itself.
+    """
+
+    kind: str = "threads"
+    max_workers: int | None = None
+    address: str | None = None
+    n_workers: int = 2
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole ``config`` mapping of ``silo.init``."""
@@ -107,6 +133,7 @@ class Config:
     #: A ``silo.get`` waiting longer than this many seconds logs a warning, then again every
     #: such interval (:mod:`silo.waiting`).
     slow_get_warning_s: float = 30.0
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 @dataclass(frozen=True)
@@ -308,6 +335,44 @@ def _heartbeat_interval(path: str, given: Mapping[str, Any], timeout_in_ms: int)
     return interval
 
 
+def parse_executor(path: str, raw: object) -> ExecutorConfig:
+    """Validate ``config["executor"]``; raises :class:`ConfigError` naming the bad value."""
+    given = _expect_mapping(path, raw)
+    kind = given.get("kind", "threads")
+    if kind not in EXECUTOR_KEYS:
+        raise ConfigError(
+            f"{path}['kind']: expected one of {', '.join(EXECUTOR_KEYS)}, got {_describe(kind)}"
+        )
+    _reject_unknown(path, given, EXECUTOR_KEYS[kind])
+    if kind != "dask":
+        workers = given.get("max_workers")
+        if workers is not None:
+            workers = _expect_int(f"{path}['max_workers']", workers, minimum=1)
+        return ExecutorConfig(kind=kind, max_workers=workers)
+    address = given.get("address")
+    if address is None:
+        raise ConfigError(
+            f"{path}['address']: required for kind 'dask': the scheduler's 'tcp://host:port', "
+            f"or 'local' for a cluster of this party's own"
+        )
+    if not isinstance(address, str) or not address.strip():
+        raise ConfigError(
+            f"{path}['address']: expected 'tcp://host:port' or 'local', got {_describe(address)}"
+        )
+    n_workers = _expect_int(f"{path}['n_workers']", given.get("n_workers", 2), minimum=1)
+    if "n_workers" in given and address != "local":
+        raise ConfigError(
+            f"{path}['n_workers']: only for address 'local'; the cluster at {address} has its "
+            f"own workers"
+        )
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError(
+            f"{path}['kind']: 'dask' needs the Dask distributed client, which is not installed: "
+            f"pip install silo[dask]"
+        )
+    return ExecutorConfig(kind="dask", address=address, n_workers=n_workers)
+
+
 def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config") -> Config:
     """Validate the ``config`` mapping of ``silo.init``.
 
@@ -322,7 +387,13 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
     _reject_unknown(
         path,
         given,
-        {"cross_silo_comm", "barrier_on_initializing", "allow_plaintext", "slow_get_warning_s"},
+        {
+            "cross_silo_comm",
+            "barrier_on_initializing",
+            "allow_plaintext",
+            "slow_get_warning_s",
+            "executor",
+        },
     )
     return Config(
         cross_silo_comm=_parse_comm(f"{path}['cross_silo_comm']", given.get("cross_silo_comm", {})),
@@ -336,6 +407,7 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: str = "config"
             f"{path}['slow_get_warning_s']",
             given.get("slow_get_warning_s", Config.slow_get_warning_s),
         ),
+        executor=parse_executor(f"{path}['executor']", given.get("executor", {})),
     )
 
 

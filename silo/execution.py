@@ -1,8 +1,9 @@
 """Running a call pinned to this party: wait for its inputs, run it, fill its outputs.
 
-Coroutine functions run on the loop; plain functions and actor methods in worker threads (the
-pool, or the actor's own thread). A failed input fails the outputs without running the call; an
-exception from the call becomes the outputs' exception, its own type kept.
+Coroutine functions run on the loop; plain functions and actor methods where the party's
+executor runs them (:mod:`silo.executors`: threads, processes or a Dask cluster). A failed input
+fails the outputs without running the call; an exception from the call becomes the outputs'
+exception, its own type kept.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .divergence import running_call
+from .executors import Runner
 from .graph import FedObject, substitute
 from .stats import Counters
 from .tracing import Tracing
 from .wire import ObjectId
-from .workers import WorkerPool
 
 __all__ = ["Execution", "fail_all"]
 
@@ -40,10 +41,10 @@ class Execution:
         kwargs: Mapping[str, Any],
         deps: list[FedObject],
         outputs: list[asyncio.Future[Any]],
-        pool: WorkerPool,
+        run: Runner,
         seq: int = 0,
     ) -> None:
-        """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
+        """Wait for the inputs, run ``fn`` (on the loop if async, else with ``run``), fill outputs.
 
         A failed input fails the outputs without running ``fn``; an exception from ``fn``
         becomes the outputs' exception, its own type kept. While ``fn`` runs it is counted as
@@ -63,7 +64,7 @@ class Execution:
                 if self._is_coroutine(fn):
                     result = await fn(*call_args, **call_kwargs)
                 else:
-                    result = await pool.submit(fn, *call_args, **call_kwargs)
+                    result = await run(fn, call_args, call_kwargs)
             finally:
                 running_call.reset(running)
         except Exception as exc:

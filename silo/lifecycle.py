@@ -234,7 +234,7 @@ def _warn_unasked_failures(runtime: Runtime) -> None:
 async def _release(runtime: Runtime, *, goodbye: bool) -> None:
     for actor in runtime.actors.values():
         actor.close()
-    runtime.pool.close()
+    await runtime.executor.aclose()
     try:
         await runtime.transport.aclose(goodbye=goodbye)
     except Exception as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -30,6 +29,7 @@ from .errors import (
     SiloError,
 )
 from .execution import Execution, fail_all
+from .executors import Executor, create_executor
 from .graph import FedObject, find_objects
 from .inbound import Inbound
 from .intake import Admission, Intake
@@ -50,7 +50,6 @@ from .tracing import Tracing
 from .transport import Transport
 from .waiting import SlowGets
 from .wire import ObjectId
-from .workers import WorkerPool
 
 __all__ = ["Runtime"]
 
@@ -104,7 +103,7 @@ class Runtime(Inbound, Outbound, Execution):
         self.sending_failures: list[SendingFailure] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._pool: WorkerPool | None = None
+        self._executor: Executor | None = None
         self._transport: Transport | None = None
         self._shutdown: ShutdownFuture | None = None
         self._teardown_task: asyncio.Task[None] | None = None
@@ -148,7 +147,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._shutdown = ShutdownFuture(loop)
-        self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
+        self._executor = await create_executor(self.config.executor, self.party)
         self.tracing = Tracing.create(self.party)
         self._transport = Transport(
             party=self.party,
@@ -257,9 +256,9 @@ class Runtime(Inbound, Outbound, Execution):
         return self._actors
 
     @property
-    def pool(self) -> WorkerPool:
-        assert self._pool is not None
-        return self._pool
+    def executor(self) -> Executor:
+        assert self._executor is not None
+        return self._executor
 
     # ------------------------------------------------------------------ objects
 
@@ -395,7 +394,7 @@ class Runtime(Inbound, Outbound, Execution):
         if deps is not None:
             futs = [self.future(o.id, party) for o in outputs]
             self.spawn(
-                self.execute(fn, args, kwargs, deps, futs, self.pool, seq=outputs[0].seq),
+                self.execute(fn, args, kwargs, deps, futs, self.executor.run, seq=outputs[0].seq),
                 f"silo-call-{getattr(fn, '__name__', 'fn')}-{outputs[0].seq}",
             )
         return outputs
@@ -411,6 +410,7 @@ class Runtime(Inbound, Outbound, Execution):
                 cls=cls,
                 name=f"{cls.__name__}#{actor_id}",
                 execute=self.execute,
+                worker=self.executor.actor(f"{cls.__name__}#{actor_id}"),
                 spawn=lambda coro, name: self.spawn(coro, name, self.tasks.actors),
             )
             self._actors[actor_id] = actor
