@@ -76,7 +76,9 @@ def serve(sock: socket.socket) -> None:
                 result = loop.run_until_complete(result)
             answer = _answer(("ok", result, None))
         except BaseException as exc:
-            answer = _answer(("err", exc, traceback.format_exc()))
+            frames = exc.__traceback__.tb_next if exc.__traceback__ else None
+            text = "".join(traceback.format_exception(type(exc), exc, frames))
+            answer = _answer(("err", exc, text))
         result = None
         sock.sendall(_HEADER.pack(len(answer)) + answer)
         del answer

@@ -120,7 +120,7 @@ class DaskExecutor(Executor):
                     n_workers=self._n_workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                     asynchronous=True,
                 )
                 address = self._cluster
