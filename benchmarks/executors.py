@@ -7,8 +7,10 @@ worker processes the party starts itself (``address: local``), its start-up not 
 baseline is the same calls run one after another in the party process just before, so a
 loaded machine slows both alike; the speed-up is that time over the graph's. The per-call
 overhead is the mean time of ``tiny`` sequential calls of a function returning its argument,
-after a warm-up that starts every worker and imports this module there. Executors do not
-depend on the event loop, so this benchmark runs on the first loop selected only.
+after a warm-up that starts every worker and imports this module there; for Dask, its baseline
+is the same calls submitted through the runtime's Dask client directly, without silo.
+Executors do not depend on the event loop, so this benchmark runs on the first loop selected
+only.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def _calibrate(work_ms: float) -> int:
         n *= 2
 
 
+def ident(x: int) -> int:
+    return x
+
+
 @silo.remote
 def work(n: int) -> int:
     return spin(n)
@@ -77,9 +83,10 @@ async def party(
     expected = sum(spin(n) for _ in range(calls))
     serial_s = time.perf_counter() - start
     config = {"executor": executor}
+    raw_ms = None
     async with silo.init(
         addresses, party, job_name="bench-executors", config=config, logging_level="warning"
-    ):
+    ) as runtime:
         # Warm-up: every worker started and has imported this module (a worker process does so
         # on the first call of a function from it).
         await silo.get([work.party(party).remote(1) for _ in range(4)])
@@ -96,7 +103,14 @@ async def party(
             if await silo.get(echo.party(party).remote(i)) != i:
                 raise AssertionError("echo returned another value")
         call_ms = (time.perf_counter() - start) / tiny * 1e3
-    return {"graph_s": graph_s, "serial_s": serial_s, "call_ms": call_ms}
+        if executor["kind"] == "dask":
+            client = runtime.executor.client  # type: ignore[attr-defined]
+            start = time.perf_counter()
+            for i in range(tiny):
+                if await client.submit(ident, i, pure=False) != i:
+                    raise AssertionError("ident returned another value")
+            raw_ms = (time.perf_counter() - start) / tiny * 1e3
+    return {"graph_s": graph_s, "serial_s": serial_s, "call_ms": call_ms, "raw_ms": raw_ms}
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -105,6 +119,7 @@ def run(settings: Settings) -> list[Figure]:
     graph: dict[str, list[float]] = {kind: [] for kind in KINDS}
     speedup: dict[str, list[float]] = {kind: [] for kind in KINDS}
     overhead: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    raw_dask: list[float] = []
     for _ in range(settings.runs_for()):
         for kind, executor in KINDS.items():
             kwargs = {"calls": calls, "work_ms": work_ms, "tiny": tiny, "executor": executor}
@@ -116,6 +131,8 @@ def run(settings: Settings) -> list[Figure]:
             graph[kind].append(outcome.result["graph_s"])
             speedup[kind].append(outcome.result["serial_s"] / outcome.result["graph_s"])
             overhead[kind].append(outcome.result["call_ms"])
+            if outcome.result["raw_ms"] is not None:
+                raw_dask.append(outcome.result["raw_ms"])
     figures = []
     for kind in KINDS:
         ratio = statistics.median(speedup[kind])
@@ -136,6 +153,12 @@ def run(settings: Settings) -> list[Figure]:
                 loop_name(uvloop),
                 "ms",
                 overhead[kind],
+                baseline=(
+                    f"the same calls through Dask's client directly: "
+                    f"{statistics.median(raw_dask):.1f} ms"
+                    if kind == "dask" and raw_dask
+                    else ""
+                ),
             )
         )
     return figures
