@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import distributed
-from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from ..errors import WorkerLostError
@@ -144,8 +143,12 @@ class DaskExecutor(Executor):
             return await future
         except KilledWorker as exc:
             raise _lost(f"the worker running {what}", exc) from None
-        except FutureCancelledError as exc:
-            raise _lost(f"the scheduler (or the task) running {what}", exc) from None
+        except BaseException as exc:
+            # Dask cancels every future when the scheduler goes away (a CancelledError); our
+            # own cancellation leaves the future pending and is raised as it is.
+            if future.status == "cancelled":
+                raise _lost(f"the scheduler (or the task) running {what}", exc) from None
+            raise
         finally:
             future.release()
 
