@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -208,6 +209,51 @@ def test_dask_scheduler_gone_fails_the_call_and_shutdown_is_bounded() -> None:
     assert runs["alice"].result["src"] == "bob"
     assert runs["bob"].result["type"] == "WorkerLostError", runs["bob"]
     assert "scheduler" in runs["bob"].result["str"]
+
+
+def test_dask_hung_scheduler_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", _SCHEDULER], stdout=subprocess.PIPE, text=True
+    )
+    gate = tmp_path / "stopped"
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        assert scheduler.stdout is not None
+        address = scheduler.stdout.readline().strip()
+        addresses = addresses_for(PARTIES)
+        started = time.monotonic()
+        for party in PARTIES:
+            env = {**os.environ, "SILO_TEST_ADDRESSES": json.dumps(addresses)}
+            if party == "bob":
+                env["EXECUTOR"] = json.dumps({"kind": "dask", "address": address})
+                env["GATE"] = str(gate)
+            procs[party] = subprocess.Popen(
+                [sys.executable, "-u", str(PROGRAM), "hung_scheduler", party],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        bob_out = procs["bob"].stdout
+        assert bob_out is not None
+        first = bob_out.readline()
+        assert first.strip() == 'RESULT "connected"', first
+        scheduler.send_signal(signal.SIGSTOP)
+        gate.touch()
+        stopped = time.monotonic()
+        runs = {p: collect(proc, p, started, 40) for p, proc in procs.items()}
+        ended = time.monotonic() - stopped
+    finally:
+        for proc in [scheduler, *procs.values()]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if scheduler.stdout is not None:
+            scheduler.stdout.close()
+    for run in runs.values():
+        assert run.returncode == 0, run
+    assert runs["bob"].results == [3, "closed"], runs["bob"]
+    assert ended < 15, f"bob took {ended:.1f} s to close its client to a hung scheduler"
 
 
 # ---------------------------------------------------------------------- configuration

@@ -176,7 +176,18 @@ class DaskExecutor(Executor):
 
 
 async def _bounded(closing: Any) -> None:
-    try:
-        await asyncio.wait_for(asyncio.ensure_future(closing), _CLOSE_TIMEOUT_S + 1)
-    except (Exception, asyncio.TimeoutError):
-        pass
+    """Await ``closing`` for at most a few seconds, then leave it; never raises.
+
+    ``asyncio.wait`` rather than ``wait_for``: a close that ignores its cancellation (a hung
+    scheduler) must not hold the caller either.
+    """
+    task = asyncio.ensure_future(closing)
+    task.add_done_callback(_retrieve)
+    await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT_S + 1)
+    if not task.done():
+        task.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

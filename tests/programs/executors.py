@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Any
 
-from scenarios import SCENARIOS, comm, describe, init, report, scenario
+from scenarios import SCENARIOS, comm, describe, init, report, scenario, wait_until
 
 import silo
 import silo.loop
@@ -117,6 +117,19 @@ async def stranded(party: str) -> None:
         if party == "bob":
             report("submitted")
         report(await _outcome(obj))
+
+
+@scenario
+async def hung_scheduler(party: str) -> None:
+    """bob's scheduler is stopped (SIGSTOP) by the test while bob runs; bob still ends soon."""
+    async with init(party, config=config()):
+        report("connected")
+        gate = os.environ.get("GATE")
+        if gate:
+            await wait_until(lambda: os.path.exists(gate), 30)
+        placed = await silo.get(where.party("alice").remote(3))
+        report(placed["x"])
+    report("closed")
 
 
 def main() -> None:
