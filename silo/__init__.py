@@ -31,6 +31,7 @@ from .errors import (
     SerializationError,
     SiloError,
     TransportError,
+    WorkerLostError,
 )
 from .graph import FedObject
 from .runtime import Runtime
@@ -64,6 +65,7 @@ __all__ = [
     "SiloError",
     "TLSConfig",
     "TransportError",
+    "WorkerLostError",
     "__version__",
     "current_party",
     "get",

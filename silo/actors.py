@@ -1,8 +1,9 @@
 """Actors living in this party: one instance, its methods run one at a time in submission order.
 
-Each actor has one daemon worker thread, so an instance always runs on the same thread (as in
-Ray) and never blocks the loop. Calls queue in submission order; a call waits for its inputs in
-turn, so a later call never overtakes an earlier one.
+Each actor has one worker from the party's executor (:mod:`silo.executors`): a daemon thread of
+its own, a worker process of its own, or a Dask actor; so an instance always runs in the same
+place (as in Ray) and never blocks the loop. Calls queue in submission order; a call waits for
+its inputs in turn, so a later call never overtakes an earlier one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ActorKilledError
+from .executors import ActorWorker, Runner
 from .graph import FedObject
-from .workers import WorkerPool
 
 __all__ = ["Actor", "Execute", "fail_all"]
 
-#: ``execute(fn, args, kwargs, deps, outputs, pool)``: resolve inputs, run, fill the outputs.
+#: ``execute(fn, args, kwargs, deps, outputs, run)``: resolve inputs, run, fill the outputs.
 Execute = Callable[
     [
         Callable[..., Any],
@@ -26,7 +27,7 @@ Execute = Callable[
         Mapping[str, Any],
         list[FedObject],
         list["asyncio.Future[Any]"],
-        WorkerPool,
+        Runner,
     ],
     Awaitable[None],
 ]
@@ -50,14 +51,14 @@ class Actor:
         cls: type,
         name: str,
         execute: Execute,
+        worker: ActorWorker,
         spawn: Callable[[Awaitable[None], str], asyncio.Task[None]],
     ) -> None:
         self.name = name
         self._cls = cls
         self._execute = execute
         self._queue: asyncio.Queue[_Call | None] = asyncio.Queue()
-        self._pool = WorkerPool(f"silo-actor-{name}", 1)
-        self._instance: Any = None
+        self._worker = worker
         self._broken: BaseException | None = None
         self._killed = False
         self._task = spawn(self._serve(), f"silo-actor-{name}")
@@ -95,7 +96,6 @@ class Actor:
                     ActorKilledError(f"actor {self.name} was killed before .{item.method} ran"),
                 )
         self._queue.put_nowait(None)
-        self._instance = None
 
     def finish(self) -> None:
         """Stop once the calls already queued have run (clean shutdown)."""
@@ -111,14 +111,13 @@ class Actor:
     def close(self) -> None:
         self._killed = True
         self._task.cancel()
-        self._pool.close()
-        self._instance = None
+        self._worker.close()
 
     async def _serve(self) -> None:
         while True:
             item = await self._queue.get()
             if item is None:
-                self._pool.close()
+                self._worker.close()
                 return
             if item.method is None:
                 await self._construct(item)
@@ -126,16 +125,18 @@ class Actor:
             if self._broken is not None:
                 fail_all(item.outputs, self._broken)
                 continue
-            method = getattr(self._instance, item.method)
-            await self._execute(method, item.args, item.kwargs, item.deps, item.outputs, self._pool)
+            method = self._worker.method(item.method)
+            await self._execute(
+                method, item.args, item.kwargs, item.deps, item.outputs, self._worker.run
+            )
 
     async def _construct(self, item: _Call) -> None:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._execute(self._cls, item.args, item.kwargs, item.deps, [done], self._pool)
+        await self._execute(
+            self._cls, item.args, item.kwargs, item.deps, [done], self._worker.construct
+        )
         if done.exception() is not None:
             self._broken = done.exception()
-        else:
-            self._instance = done.result()
 
 
 def fail_all(outputs: list[asyncio.Future[Any]], exc: BaseException) -> None:

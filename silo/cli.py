@@ -354,7 +354,7 @@ async def _serve(
         addresses=fed.addresses,
         party=party,
         job_name=fed.job_name,
-        config=fed.config,
+        config=fed.config_for(party),
         tls_config=tls,
         logging_level=fed.logging_level,
     )

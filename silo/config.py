@@ -7,6 +7,7 @@ naming the key path and what was expected. Key names follow RayFed so its users 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from collections.abc import Collection, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "Address",
     "Config",
     "CrossSiloCommConfig",
+    "ExecutorConfig",
     "RetryPolicy",
     "TLSConfig",
     "check_job_name",
@@ -36,6 +38,7 @@ __all__ = [
     "is_loopback",
     "parse_addresses",
     "parse_config",
+    "parse_executor",
     "parse_fingerprint",
     "parse_tls_config",
 ]
@@ -105,6 +108,29 @@ class CrossSiloCommConfig:
         return self.heartbeat_interval_ms / 1000.0
 
 
+#: The executors ``config["executor"]["kind"]`` may name, and the keys each takes.
+EXECUTOR_KEYS = {
+    "threads": ["kind", "max_workers"],
+    "processes": ["kind", "max_workers"],
+    "dask": ["address", "kind", "n_workers"],
+}
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """``config["executor"]``: where this party's plain functions and actors run.
+
+    ``max_workers`` (threads, processes): ``None`` is the kind's default. ``address`` (dask):
+    the scheduler, ``tcp://host:port``, or ``"local"`` for a ``LocalCluster`` of ``n_workers``
+    worker processes that the runtime starts and closes itself.
+    """
+
+    kind: str = "threads"
+    max_workers: int | None = None
+    address: str | None = None
+    n_workers: int = 2
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole ``config`` mapping of ``silo.init``."""
@@ -115,6 +141,7 @@ class Config:
     #: A ``silo.get`` waiting longer than this many seconds logs a warning, then again every
     #: such interval (:mod:`silo.waiting`).
     slow_get_warning_s: float = 30.0
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 @dataclass(frozen=True)
@@ -265,6 +292,43 @@ def _heartbeat_interval(path: KeyPath, given: Mapping[str, Any], timeout_in_ms: 
     return interval
 
 
+def parse_executor(path: KeyPath, raw: object) -> ExecutorConfig:
+    """Validate ``config["executor"]``; raises :class:`ConfigError` naming the bad value."""
+    given = expect_mapping(path, raw)
+    kind = given.get("kind", "threads")
+    if kind not in EXECUTOR_KEYS:
+        raise (path / "kind").error(
+            f"expected one of {', '.join(EXECUTOR_KEYS)}, got {describe(kind)}"
+        )
+    reject_unknown(path, given, EXECUTOR_KEYS[kind])
+    if kind != "dask":
+        workers = given.get("max_workers")
+        if workers is not None:
+            workers = expect_int(path / "max_workers", workers, minimum=1)
+        return ExecutorConfig(kind=kind, max_workers=workers)
+    address = given.get("address")
+    if address is None:
+        raise (path / "address").error(
+            "required for kind 'dask': the scheduler's 'tcp://host:port', "
+            "or 'local' for a cluster of this party's own"
+        )
+    if not isinstance(address, str) or not address.strip():
+        raise (path / "address").error(
+            f"expected 'tcp://host:port' or 'local', got {describe(address)}"
+        )
+    n_workers = expect_int(path / "n_workers", given.get("n_workers", 2), minimum=1)
+    if "n_workers" in given and address != "local":
+        raise (path / "n_workers").error(
+            f"only for address 'local'; the cluster at {address} has its own workers"
+        )
+    if importlib.util.find_spec("distributed") is None:
+        raise (path / "kind").error(
+            "'dask' needs the Dask distributed client, which is not installed: "
+            "pip install silo[dask]"
+        )
+    return ExecutorConfig(kind="dask", address=address, n_workers=n_workers)
+
+
 def parse_config(raw: Mapping[str, Any] | Config | None, *, path: KeyPath | None = None) -> Config:
     """Validate the ``config`` mapping of ``silo.init`` (or of a federation file, whose
     :class:`KeyPath` names its keys the file's way).
@@ -281,7 +345,13 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: KeyPath | None
     reject_unknown(
         path,
         given,
-        ["allow_plaintext", "barrier_on_initializing", "cross_silo_comm", "slow_get_warning_s"],
+        [
+            "allow_plaintext",
+            "barrier_on_initializing",
+            "cross_silo_comm",
+            "executor",
+            "slow_get_warning_s",
+        ],
         _RAYFED_HINTS,
     )
     return Config(
@@ -297,6 +367,7 @@ def parse_config(raw: Mapping[str, Any] | Config | None, *, path: KeyPath | None
             inclusive=False,
             what="a number of seconds",
         ),
+        executor=parse_executor(path / "executor", given.get("executor", {})),
     )
 
 

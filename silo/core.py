@@ -116,7 +116,12 @@ class Core:
             handler=sending_failure_handler,
         )
         self.execution = execution = Execution(
-            party=party, table=table, tasks=tasks, counters=counters, tracing=tracing
+            party=party,
+            table=table,
+            tasks=tasks,
+            counters=counters,
+            tracing=tracing,
+            executor=config.executor,
         )
         self.lifecycle = Lifecycle(
             party=party,

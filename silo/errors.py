@@ -9,6 +9,7 @@
      │    └── DivergenceError                 the parties' programs issued different calls at one id
      ├── GetTimeoutError (also TimeoutError)  silo.get(timeout=...) ran out
      ├── ActorKilledError                     a call on an actor after silo.kill()
+ ├── WorkerLostError                      the worker process or Dask cluster running a call was lost
      ├── SerializationError                   a payload refused by serializing_allowed_list
      ├── ProtocolError                        a malformed frame arrived from the network
      ├── RuntimeClosedError                   the runtime was shut down by us (a local decision)
@@ -45,6 +46,7 @@ __all__ = [
     "SerializationError",
     "SiloError",
     "TransportError",
+    "WorkerLostError",
 ]
 
 
@@ -160,6 +162,14 @@ class GetTimeoutError(SiloError, TimeoutError):
 
 class ActorKilledError(SiloError):
     """A method was called on an actor stopped with ``silo.kill``."""
+
+
+class WorkerLostError(SiloError):
+    """The worker process, Dask worker or Dask scheduler running a call died or went away.
+
+    Raised by the ``processes`` and ``dask`` executors (:mod:`silo.executors`) in the party whose
+    call it was; it fails that call's objects like any exception the call raised.
+    """
 
 
 class SerializationError(SiloError):

@@ -1,34 +1,36 @@
 """Running a call pinned to this party: wait for its inputs, run it, fill its outputs.
 
-Coroutine functions run on the loop; plain functions and actor methods in worker threads (the
-pool, or the actor's own thread). A failed input fails the outputs without running the call; an
-exception from the call becomes the outputs' exception, its own type kept.
+Coroutine functions run on the loop; plain functions and actor methods where the party's
+executor runs them (:mod:`silo.executors`: threads, processes or a Dask cluster). A failed input
+fails the outputs without running the call; an exception from the call becomes the outputs'
+exception, its own type kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .actors import Actor, fail_all
+from .config import ExecutorConfig
 from .divergence import running_call
 from .errors import ActorKilledError
+from .executors import Executor, Runner, create_executor
 from .graph import FedObject, substitute
 from .objects import ObjectTable
 from .stats import Counters
 from .tasks import TaskSupervisor
 from .tracing import Tracing
 from .wire import began_in
-from .workers import WorkerPool
 
 __all__ = ["Execution"]
 
 
 class Execution:
-    """Runs this party's calls and owns its actors and worker threads. ``close`` is idempotent.
+    """Runs this party's calls and owns its actors and its executor (:meth:`start` makes it).
+    ``aclose`` is idempotent.
 
     Every call and actor is a task of the runtime's :class:`~silo.tasks.TaskSupervisor`, so a
     failure nobody awaits still reaches the loop's exception handler.
@@ -42,14 +44,27 @@ class Execution:
         tasks: TaskSupervisor,
         counters: Counters,
         tracing: Tracing | None,
+        executor: ExecutorConfig,
     ) -> None:
+        self._party = party
+        self._executor_config = executor
+        self._executor: Executor | None = None
         self._table = table
         self._tasks = tasks
         self._counters = counters
         self._tracing = tracing
-        self._pool = WorkerPool(f"silo-{party}", min(32, (os.cpu_count() or 1) + 4))
         self._coroutine_functions: dict[object, bool] = {}
         self._actors: dict[int, Actor] = {}
+
+    async def start(self) -> None:
+        """Make and start the executor; raises :class:`~silo.errors.WorkerLostError` if its
+        cluster cannot be reached."""
+        self._executor = await create_executor(self._executor_config, self._party)
+
+    @property
+    def executor(self) -> Executor:
+        assert self._executor is not None, "execution not started"
+        return self._executor
 
     # ------------------------------------------------------------------ calls
 
@@ -64,7 +79,7 @@ class Execution:
     ) -> None:
         """Start the call ``seq`` of ``fn``: it waits for ``deps``, runs, fills ``outputs``."""
         self._tasks.spawn(
-            self.execute(fn, args, kwargs, deps, outputs, self._pool, seq=seq),
+            self.execute(fn, args, kwargs, deps, outputs, self.executor.run, seq=seq),
             f"silo-call-{getattr(fn, '__name__', 'fn')}-{seq}",
         )
 
@@ -75,10 +90,10 @@ class Execution:
         kwargs: Mapping[str, Any],
         deps: list[FedObject],
         outputs: list[asyncio.Future[Any]],
-        pool: WorkerPool,
+        run: Runner,
         seq: int = 0,
     ) -> None:
-        """Wait for the inputs, run ``fn`` (on the loop if async, else in ``pool``), fill outputs.
+        """Wait for the inputs, run ``fn`` (on the loop if async, else with ``run``), fill outputs.
 
         A failed input fails the outputs without running ``fn``; an exception from ``fn``
         becomes the outputs' exception, its own type kept. While ``fn`` runs it is counted as
@@ -99,7 +114,7 @@ class Execution:
                 if self._is_coroutine(fn):
                     result = await fn(*call_args, **call_kwargs)
                 else:
-                    result = await pool.submit(fn, *call_args, **call_kwargs)
+                    result = await run(fn, call_args, call_kwargs)
             except Exception as exc:
                 began_in(exc, name, seq)
                 raise
@@ -160,6 +175,7 @@ class Execution:
             cls=cls,
             name=f"{cls.__name__}#{actor_id}",
             execute=self.execute,
+            worker=self.executor.actor(f"{cls.__name__}#{actor_id}"),
             spawn=lambda coro, name: self._tasks.spawn(coro, name, self._tasks.actors),
         )
         self._actors[actor_id] = actor
@@ -201,11 +217,13 @@ class Execution:
         for actor in list(self._actors.values()):
             actor.finish()
 
-    def close(self) -> None:
-        """Stop every actor and worker thread now (a running call ends on its own)."""
+    async def aclose(self) -> None:
+        """Stop every actor and the executor now (a running call ends on its own); closes the
+        Dask client, never the user's cluster. Bounded in time."""
         for actor in list(self._actors.values()):
             actor.close()
-        self._pool.close()
+        if self._executor is not None:
+            await self._executor.aclose()
 
 
 def _call_name(fn: Callable[..., Any]) -> str:

@@ -11,6 +11,7 @@ The schema (every key, type and default) is documented in ``docs/cli.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ import yaml
 from .config import (
     Address,
     Config,
+    ExecutorConfig,
     TLSConfig,
     check_job_name,
     check_plaintext,
     parse_address,
     parse_config,
+    parse_executor,
     parse_fingerprint,
 )
 from .errors import ConfigError
@@ -52,11 +55,12 @@ _TOP_KEYS = {
     "barrier_on_initializing": "true or false (optional)",
     "allow_plaintext": "true or false (optional)",
     "slow_get_warning_s": "a number of seconds > 0 (optional)",
+    "executor": "a mapping {kind: threads|processes|dask, ...} for every party (optional)",
     "tls": "a mapping {ca_cert: path} or {peer_fingerprints: {party: 'sha256:...'}} (optional)",
     "logging": "a mapping {level: name} (optional)",
 }
 _REQUIRED = ("job_name", "program", "parties")
-_PARTY_KEYS = ("address", "cert", "key")
+_PARTY_KEYS = ("address", "cert", "key", "executor")
 _LOCAL_HOSTS = frozenset({"localhost", "::1", "ip6-localhost"})
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -69,6 +73,8 @@ class PartySpec:
     address: Address
     cert: Path | None = None
     key: Path | None = None
+    #: ``parties.NAME.executor``, or ``None`` to use the top-level ``executor``.
+    executor: ExecutorConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,13 @@ class Federation:
     def all_local(self) -> bool:
         """Whether every party's address is on this machine (loopback)."""
         return all(is_local_host(spec.address.host) for spec in self.parties.values())
+
+    def config_for(self, party: str) -> Config:
+        """``config`` for ``party``: with its own ``executor`` when ``parties.NAME`` gives one."""
+        executor = self.parties[party].executor
+        if executor is None:
+            return self.config
+        return dataclasses.replace(self.config, executor=executor)
 
     def check_plaintext(self) -> None:
         """Without ``tls``, raise :class:`ConfigError` naming the first address that is not a
@@ -266,6 +279,7 @@ def load_federation(file: str | Path) -> Federation:
             "barrier_on_initializing": top.get("barrier_on_initializing", False),
             "allow_plaintext": top.get("allow_plaintext", False),
             "slow_get_warning_s": top.get("slow_get_warning_s", Config.slow_get_warning_s),
+            "executor": top.get("executor") or {},
         },
         path=check.top,
     )
@@ -321,7 +335,10 @@ def _parse_parties(check: _Checker, raw: object, *, tls: bool) -> dict[str, Part
             raise check.error(
                 f"{key}.{present}", "needs tls.ca_cert or tls.peer_fingerprints as well"
             )
-        parties[name] = PartySpec(name, address, cert, tls_key)
+        executor = None
+        if "executor" in fields:
+            executor = parse_executor(check.at(f"{key}.executor"), fields["executor"])
+        parties[name] = PartySpec(name, address, cert, tls_key, executor)
     return parties
 
 

@@ -128,6 +128,7 @@ class Lifecycle:
     async def start(self) -> None:
         """Listen and start connecting to peers; route signals and unclaimed failures of runtime
         tasks here."""
+        await self._execution.start()
         await self._transport.start()
         self.main_task = asyncio.current_task()
         self._install_hooks()
@@ -280,7 +281,7 @@ class Lifecycle:
         await asyncio.gather(*(one(p) for p in self._peers.live()))
 
     async def _release(self, *, goodbye: bool) -> None:
-        self._execution.close()
+        await self._execution.aclose()
         try:
             await self._transport.aclose(goodbye=goodbye)
         except Exception as exc:

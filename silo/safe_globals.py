@@ -74,6 +74,7 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
             "SerializationError",
             "SiloError",
             "TransportError",
+            "WorkerLostError",
         }
     ),
 }

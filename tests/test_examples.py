@@ -26,6 +26,7 @@ def _numbers(pattern: str, text: str) -> list[float]:
 
 def test_every_example_is_covered() -> None:
     assert EXAMPLE_FILES == [
+        "dask_party.yaml",
         "error_handling.yaml",
         "fed_avg.yaml",
         "quickstart.yaml",
@@ -39,6 +40,14 @@ def test_quickstart(tmp_path: Path) -> None:
     assert done.returncode == 0, done
     assert re.search(r"^\[alice\] +alice: 5$", done.stdout, re.MULTILINE), done
     assert re.search(r"^\[bob\] +bob: 5$", done.stdout, re.MULTILINE), done
+
+
+def test_dask_party_scores_on_bobs_own_cluster(tmp_path: Path) -> None:
+    done = _run_example("dask_party.yaml", tmp_path)
+    assert done.returncode == 0, done
+    for party in ("alice", "bob"):
+        line = rf"^\[{party}\] +{party}: total score 576095 over 6 batches, scored by [12] Dask"
+        assert re.search(line, done.stdout, re.MULTILINE), done
 
 
 def test_fed_avg_accuracy_rises(tmp_path: Path) -> None:
