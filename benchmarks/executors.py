@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import silo
+from silo import context
 
 from .harness import Figure, Settings, Spec, addresses, loop_name, run_parties
 
@@ -86,7 +87,7 @@ async def party(
     raw_ms = None
     async with silo.init(
         addresses, party, job_name="bench-executors", config=config, logging_level="warning"
-    ) as runtime:
+    ):
         # Warm-up: every worker started and has imported this module (a worker process does so
         # on the first call of a function from it).
         await silo.get([work.party(party).remote(1) for _ in range(4)])
@@ -106,7 +107,8 @@ async def party(
                 raise AssertionError("echo returned another value")
         call_ms = (time.perf_counter() - start) / tiny * 1e3
         if executor["kind"] == "dask":
-            client = runtime.executor.client  # type: ignore[attr-defined]
+            executor_ = context.current_runtime().execution.executor
+            client = executor_.client  # type: ignore[attr-defined]
             for i in range(tiny // 4):
                 await client.submit(ident, i, pure=False)
             start = time.perf_counter()

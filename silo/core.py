@@ -41,7 +41,7 @@ from .shutdown import ShutdownFuture, ShutdownRequest
 from .stats import Counters, Stats
 from .tasks import TaskSupervisor
 from .tracing import Tracing
-from .transport import Transport
+from .transport import TcpTransport, TransportFactory
 from .waiting import SlowGets
 
 __all__ = ["Core"]
@@ -62,6 +62,7 @@ class Core:
         tls: TLSConfig | None = None,
         sending_failure_handler: Callable[[SendingFailure], object] | None = None,
         sock: Any = None,
+        transport_factory: TransportFactory | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         comm = config.cross_silo_comm
@@ -90,7 +91,8 @@ class Core:
             peers=peers,
             shutdown=shutdown,
         )
-        self.transport = transport = Transport(
+        factory: TransportFactory = transport_factory or TcpTransport
+        self.transport = transport = factory(
             party=party,
             job=job,
             addresses=addresses,

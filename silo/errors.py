@@ -9,7 +9,7 @@
      │    └── DivergenceError                 the parties' programs issued different calls at one id
      ├── GetTimeoutError (also TimeoutError)  silo.get(timeout=...) ran out
      ├── ActorKilledError                     a call on an actor after silo.kill()
-     ├── WorkerLostError                      the worker process or Dask cluster running a call was lost
+     ├── WorkerLostError                      the worker process or Dask cluster of a call was lost
      ├── SerializationError                   a payload refused by serializing_allowed_list
      ├── ProtocolError                        a malformed frame arrived from the network
      ├── RuntimeClosedError                   the runtime was shut down by us (a local decision)

@@ -12,12 +12,14 @@ nothing global is patched. Only ``serializing_allowed_list: "*"`` (full trust) u
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import importlib
 import io
 import pickle
 import re
 import types
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -42,10 +44,10 @@ def dumps(value: object, *, max_buffers: int | None = None) -> tuple[bytes, list
         return pickle.dumps(value, protocol=5), []
     buffers: list[pickle.PickleBuffer] = []
     try:
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        data = _cloudpickle(value, buffers.append)
         if max_buffers is not None and len(buffers) > max_buffers:
             buffers = []
-            data = cloudpickle.dumps(value, protocol=5)
+            data = _cloudpickle(value, None)
     except Exception as exc:
         raise SerializationError(f"cannot serialise {type(value).__name__}: {exc}") from exc
     views: list[memoryview] = []
@@ -55,6 +57,46 @@ def dumps(value: object, *, max_buffers: int | None = None) -> tuple[bytes, list
         except BufferError:
             views.append(memoryview(bytes(buf)))
     return data, views
+
+
+def _cloudpickle(value: object, buffer_callback: Any) -> bytes:
+    file = io.BytesIO()
+    pickler = cloudpickle.Pickler.__new__(cloudpickle.Pickler)
+    table = _own_dispatch_table()
+    if table is not None:
+        # Read once, by the pickler's __init__: it must be there before.
+        pickler.dispatch_table = table
+    pickler.__init__(file, protocol=5, buffer_callback=buffer_callback)
+    pickler.dump(value)
+    return file.getvalue()
+
+
+_own_table: tuple[int, ChainMap[Any, Any] | None] = (-1, None)
+
+
+def _own_dispatch_table() -> ChainMap[Any, Any] | None:
+    """cloudpickle's reducers without those another library put in ``copyreg`` for every
+    exception class (tblib's, which Dask installs), or ``None`` when there are none.
+
+    Those reducers rebuild an exception through tblib's functions, which no receiver's
+    restricted unpickler admits: a party using the Dask executor could no longer send a silo
+    error or a user's exception as a value. Kept per size of ``copyreg.dispatch_table``.
+    """
+    global _own_table
+    registry = copyreg.dispatch_table
+    if _own_table[0] == len(registry):
+        return _own_table[1]
+    foreign = [
+        cls
+        for cls, reducer in registry.items()
+        if str(getattr(reducer, "__module__", "")).startswith("tblib")
+    ]
+    table = None
+    if foreign:
+        kept = {cls: reducer for cls, reducer in registry.items() if cls not in foreign}
+        table = ChainMap(cloudpickle.Pickler.dispatch_table.maps[0], kept)
+    _own_table = (len(registry), table)
+    return table
 
 
 AllowList: TypeAlias = "Mapping[str, tuple[str, ...] | str] | str | None"

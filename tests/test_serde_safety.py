@@ -356,3 +356,27 @@ def test_full_trust_passes_user_classes_and_closures(tmp_path: Path) -> None:
     for run in runs.values():
         assert run.returncode == 0, str(run)
         assert run.result == {"point": ["UserPoint", 4], "closure": 15}
+
+
+def test_errors_travel_after_dask_put_tblib_reducers_in_copyreg() -> None:
+    """Dask installs tblib's reducers for every exception class in ``copyreg`` when it is
+    imported (as the Dask executor does); silo's own pickles ignore them, so a receiver's
+    restricted unpickler still rebuilds the errors. In a child process: it changes ``copyreg``."""
+    program = (
+        "import silo.errors, silo.serde as serde\n"
+        "import distributed  # installs tblib's reducers in copyreg\n"
+        "import copyreg\n"
+        "assert copyreg.dispatch_table.get(silo.errors.ConfigError) is not None\n"
+        "cause = silo.errors.RemoteCause('ValueError', 'v', '')\n"
+        "errors = [silo.errors.FedRemoteError('alice', cause), silo.errors.ActorKilledError('k')]\n"
+        "for value in (silo.errors.ConfigError('bad'), errors):\n"
+        "    data, buffers = serde.dumps(value)\n"
+        "    assert b'tblib' not in data, data\n"
+        "    got = serde.loads(data, buffers, None)\n"
+        "    assert repr(got) == repr(value), (got, value)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done
