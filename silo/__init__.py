@@ -1,5 +1,6 @@
 """silo: an asyncio-native runtime for cross-silo (multi-party) programs, with no Ray."""
 
+from . import faults
 from .api import (
     ActorHandle,
     RemoteClass,
@@ -10,7 +11,6 @@ from .api import (
     kill,
     remote,
     shutdown,
-    simulate,
 )
 from .config import Config, CrossSiloCommConfig, RetryPolicy, TLSConfig
 from .errors import (
@@ -34,6 +34,7 @@ from .errors import (
 )
 from .graph import FedObject
 from .runtime import Runtime
+from .simulation import simulate
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "current_party",
+    "faults",
     "get",
     "init",
     "kill",

@@ -1,9 +1,8 @@
-"""What users touch: ``remote``, the handles, ``init``, ``get``, ``kill``, ``shutdown``,
-``simulate``."""
+"""What users touch: ``remote``, the handles, ``init``, ``get``, ``kill``, ``shutdown``
+(``simulate`` is :mod:`silo.simulation`)."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -23,16 +22,15 @@ from .config import (
 )
 from .errors import (
     ConfigError,
-    FedRemoteError,
     NoRuntimeError,
     RuntimeClosedError,
     SendingFailure,
 )
 from .graph import FedObject
 from .log import configure_logging
-from .output import party_prefixed_stdout
 from .runtime import Runtime
 from .shutdown import ending_error
+from .transport import TransportFactory
 
 __all__ = [
     "ActorHandle",
@@ -45,7 +43,6 @@ __all__ = [
     "kill",
     "remote",
     "shutdown",
-    "simulate",
 ]
 
 T = TypeVar("T")
@@ -348,6 +345,7 @@ async def _start(
     sending_failure_handler: Callable[[SendingFailure], object] | None,
     logging_level: str | int,
     sock: socket.socket | None = None,
+    transport_factory: TransportFactory | None = None,
 ) -> Runtime:
     parsed_addresses = parse_addresses(addresses, party)
     parsed_config = parse_config(config)
@@ -371,6 +369,7 @@ async def _start(
         tls=tls,
         sending_failure_handler=sending_failure_handler,
         sock=sock,
+        transport_factory=transport_factory,
     )
     await runtime.start()
     context.set_current(runtime)
@@ -423,13 +422,6 @@ def current_party() -> str:
     return context.current_runtime().party
 
 
-def _bind_free_port() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 async def call_main(main: Callable[..., Any], party: str) -> Any:
     """Call ``main(party)`` if it takes a parameter, else ``main()``; await it if async."""
     try:
@@ -444,56 +436,3 @@ async def call_main(main: Callable[..., Any], party: str) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
-
-
-async def simulate(
-    main: Callable[..., Any], parties: Iterable[str], **init_kwargs: Any
-) -> dict[str, Any]:
-    """Run ``main`` once per party, concurrently on this loop, each with its own runtime.
-
-    Free loopback ports are chosen; frames really cross the loopback. While it runs, each line a
-    party prints (from its program or its calls) is prefixed with ``[party] ``, as ``silo run``
-    does for separate processes. Returns ``{party: result}``. If a party fails, raises the error
-    of the party where the failure began (the others' are usually ``FedRemoteError``).
-    """
-    names = list(parties)
-    if (
-        not names
-        or len(set(names)) != len(names)
-        or not all(isinstance(n, str) and n for n in names)
-    ):
-        raise ValueError(f"parties: expected distinct non-empty names, got {names!r}")
-    for key in ("addresses", "party"):
-        if key in init_kwargs:
-            raise TypeError(f"simulate chooses {key!r} itself; do not pass it")
-    socks = {name: _bind_free_port() for name in names}
-    addresses = {name: f"127.0.0.1:{s.getsockname()[1]}" for name, s in socks.items()}
-    options: dict[str, Any] = {
-        "job_name": None,
-        "config": None,
-        "tls_config": None,
-        "sending_failure_handler": None,
-        "logging_level": "warning",
-    }
-    unknown = set(init_kwargs) - set(options)
-    if unknown:
-        raise TypeError(f"simulate got unexpected keyword arguments: {sorted(unknown)}")
-    options.update(init_kwargs)
-
-    async def run(name: str) -> Any:
-        init: _Init[Runtime] = _Init(lambda: _start(addresses, name, sock=socks[name], **options))
-        async with init:
-            return await call_main(main, name)
-
-    try:
-        with party_prefixed_stdout(context.current_party_name):
-            tasks = [asyncio.ensure_future(run(name)) for name in names]
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for sock in socks.values():
-            sock.close()
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
-    if failures:
-        origins = [f for f in failures if not isinstance(f, FedRemoteError)]
-        raise (origins or failures)[0]
-    return dict(zip(names, outcomes, strict=True))

@@ -47,7 +47,7 @@ from .shutdown import (
 from .stats import Counters, Stats
 from .tasks import TaskSupervisor
 from .tracing import Tracing
-from .transport import Transport
+from .transport import TcpTransport, Transport, TransportFactory
 from .waiting import SlowGets
 from .wire import ObjectId
 from .workers import WorkerPool
@@ -70,6 +70,7 @@ class Runtime(Inbound, Outbound, Execution):
         tls: TLSConfig | None = None,
         sending_failure_handler: Callable[[SendingFailure], object] | None = None,
         sock: Any = None,
+        transport_factory: TransportFactory | None = None,
     ) -> None:
         self.party = party
         self.job = job
@@ -106,6 +107,8 @@ class Runtime(Inbound, Outbound, Execution):
         self._loop_thread = 0
         self._pool: WorkerPool | None = None
         self._transport: Transport | None = None
+        #: Makes the channel in ``start``: the aiohttp one unless told (silo.simulate's hub).
+        self._transport_factory: TransportFactory = transport_factory or TcpTransport
         self._shutdown: ShutdownFuture | None = None
         self._teardown_task: asyncio.Task[None] | None = None
         self.main_task: asyncio.Task[Any] | None = None
@@ -150,7 +153,7 @@ class Runtime(Inbound, Outbound, Execution):
         self._shutdown = ShutdownFuture(loop)
         self._pool = WorkerPool(f"silo-{self.party}", min(32, (os.cpu_count() or 1) + 4))
         self.tracing = Tracing.create(self.party)
-        self._transport = Transport(
+        self._transport = self._transport_factory(
             party=self.party,
             job=self.job,
             addresses=self.addresses,

@@ -1,5 +1,8 @@
 """The channel between parties: an aiohttp server per party and a :class:`PeerLink` per peer.
 
+:class:`TcpTransport` is the real implementation of :class:`~silo.transport.base.Transport`; the
+in-memory one of ``silo.simulate`` is :mod:`silo.transport.memory`.
+
 The transport also watches the peers' silence: every ``heartbeat_interval_ms`` its monitor asks
 the shared :class:`~silo.peers.Peers` which live peer has not been heard from for
 ``timeout_in_ms`` and declares it lost.
@@ -26,15 +29,15 @@ from ..wire import (
     encode_data,
     error_fields,
 )
-from .base import FrameSink
+from .base import FrameSink, Transport, TransportFactory
 from .link import PeerLink
 from .server import Server
 from .tls import PeerTrust
 
-__all__ = ["FrameSink", "PeerLink", "Server", "Transport"]
+__all__ = ["FrameSink", "PeerLink", "Server", "TcpTransport", "Transport", "TransportFactory"]
 
 
-class Transport:
+class TcpTransport:
     """This party's server and its links to every peer. ``aclose`` is idempotent."""
 
     def __init__(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import socket
+from typing import Any, Protocol
 
+from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SiloError
 from ..intake import Admission
+from ..peers import Peers
+from ..stats import Counters
+from ..tracing import Tracing
 from ..wire import PROTOCOL_VERSION, ErrorInfo, ObjectId
 
 __all__ = [
@@ -19,6 +25,8 @@ __all__ = [
     "INLINE_LIMIT",
     "WS_PATH",
     "FrameSink",
+    "Transport",
+    "TransportFactory",
 ]
 
 #: The paths carry the protocol version (:data:`silo.wire.PROTOCOL_VERSION`, the one constant).
@@ -55,3 +63,66 @@ class FrameSink(Protocol):
         """This party refused the object (not allowed, too large): it fails here too."""
 
     def deliver_abort(self, src: str, info: ErrorInfo) -> None: ...
+
+
+class Transport(Protocol):
+    """What the runtime asks of its channel to the peers; two implementations: the aiohttp one
+    (:class:`silo.transport.TcpTransport`) and the in-memory one of ``silo.simulate``
+    (:class:`silo.transport.memory.MemoryTransport`).
+
+    Both deliver what arrives into the runtime's :class:`FrameSink`, feed the shared
+    :class:`~silo.peers.Peers` table with :class:`~silo.peers.LinkEvent` events, and count frames
+    and bytes in the runtime's :class:`~silo.stats.Counters`. Values go through
+    :mod:`silo.wire` both ways: what a peer receives is a copy, decoded by the restricted
+    unpickler.
+    """
+
+    async def start(self) -> None:
+        """Start reaching the peers in the background; returns once this party can be reached."""
+
+    async def send_data(
+        self, peer: str, object_id: ObjectId, value: object, call: str = ""
+    ) -> None:
+        """Send ``value`` and wait for ``peer`` to store it. Raises
+        :class:`~silo.errors.SerializationError` if it cannot be encoded,
+        :class:`~silo.errors.FrameRejected` if the peer refused it,
+        :class:`~silo.errors.SendingFailure` once the peer is over or the retries are spent."""
+
+    async def send_error(
+        self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None:
+        """Tell ``peer`` that ``object_id`` failed; raises as :meth:`send_data`."""
+
+    async def send_abort(self, peer: str, info: ErrorInfo) -> None:
+        """Tell ``peer`` this party stopped on an error; raises as :meth:`send_data`."""
+
+    async def say_goodbye(self, timeout: float) -> None:
+        """Tell every peer still up that this party finished, bounded by ``timeout``; never
+        raises for a peer that cannot be told."""
+
+    async def wait_peers(self, timeout: float) -> list[str]:
+        """Wait until every peer can be reached; returns those that could not in time."""
+
+    async def aclose(self, *, goodbye: bool = True) -> None:
+        """Stop; every frame still waiting fails. Idempotent."""
+
+
+class TransportFactory(Protocol):
+    """Makes a runtime's :class:`Transport` (``Runtime(transport_factory=...)``); the aiohttp
+    :class:`silo.transport.TcpTransport` class is one."""
+
+    def __call__(
+        self,
+        *,
+        party: str,
+        job: str,
+        addresses: dict[str, Address],
+        sink: FrameSink,
+        comm: CrossSiloCommConfig,
+        log: logging.LoggerAdapter[Any],
+        peer_table: Peers,
+        tls: TLSConfig | None = None,
+        sock: socket.socket | None = None,
+        counters: Counters | None = None,
+        tracing: Tracing | None = None,
+    ) -> Transport: ...

@@ -1,0 +1,591 @@
+"""The in-memory transport: the parties of one ``silo.simulate`` call, joined by a :class:`Hub`.
+
+No sockets and no threads: a frame a party sends is encoded by :mod:`silo.wire` as for the real
+channel, its body copied (so the receiver never shares an object with the sender), and put on the
+hub's one FIFO queue. The hub delivers the queue from a loop callback, in order, into the
+receiver's :class:`~silo.transport.base.FrameSink`, through the same checks as the real server:
+the size limit, the runtime's admission, the restricted unpickler with
+``serializing_allowed_list`` (a refused value fails the object there and is answered REJECT, so the
+sender raises :class:`~silo.errors.FrameRejected`), duplicate ids. The sender's ``send_*`` returns
+once the frame was delivered. With the same program, frames are delivered in the same order on
+every run.
+
+Peer states go through each party's :class:`~silo.peers.Peers` table with the real events: a
+party's peers are heard (``UP``) when both have joined the hub; every ``heartbeat_interval_ms``
+each party is heard by its peers (and they learn what it reports doing, :mod:`silo.activity`); a
+GOODBYE frame marks its sender ``FINISHED``; a silent peer is declared ``LOST`` by each party's
+monitor after ``timeout_in_ms``, as by the real transport. Frames and bytes are counted in the
+same :class:`~silo.stats.Counters`, with the lengths the real frames would have.
+
+The hub also carries out a fault plan (:mod:`silo.faults`): kills, freezes, drops and delays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..activity import activity_map, note_activity
+from ..config import Address, CrossSiloCommConfig, TLSConfig
+from ..errors import FrameRejected, SendingFailure, SerializationError
+from ..faults import Delay, Drop, Fault, Freeze, Kill
+from ..intake import Verdict
+from ..peers import LinkEvent, LinkState, Peers
+from ..stats import Counters
+from ..tracing import Tracing
+from ..wire import (
+    ErrorInfo,
+    Header,
+    Kind,
+    ObjectId,
+    OutFrame,
+    decode_data,
+    encode_control,
+    encode_data,
+    error_fields,
+)
+from .base import FrameSink
+
+__all__ = ["Hub", "MemoryTransport"]
+
+
+class _Frame:
+    """One frame on its way: the sender, the copied body, and the future of its answer (``None``
+    for ACK, the reason for REJECT)."""
+
+    __slots__ = ("answer", "attempts", "control", "dst", "header", "nbytes", "parts", "sender")
+
+    def __init__(
+        self,
+        sender: MemoryTransport,
+        dst: str,
+        frame: OutFrame,
+        answer: asyncio.Future[str | None],
+        control: bool,
+    ) -> None:
+        self.sender = sender
+        self.dst = dst
+        self.header = frame.header
+        segments = frame.segments
+        # The only copy: the receiver rebuilds its value over these private, writable buffers.
+        self.parts: list[Any] = [bytes(s) for s in segments[:1]]
+        self.parts.extend(bytearray(s) for s in segments[1:])
+        self.nbytes = frame.nbytes
+        self.answer = answer
+        self.control = control
+        self.attempts = 1
+
+    @property
+    def src(self) -> str:
+        return self.sender.party
+
+
+class _Dropping:
+    """A drop fault and how many frames it may still lose (``None``: all)."""
+
+    def __init__(self, fault: Drop) -> None:
+        self.fault = fault
+        self.left = fault.count
+
+
+class Hub:
+    """The switchboard of one simulation: every party's :class:`MemoryTransport` joins it.
+
+    Loop thread only; every method is synchronous except through the transports.
+    """
+
+    def __init__(self, parties: Sequence[str], faults: Sequence[Fault] = ()) -> None:
+        self.parties = list(parties)
+        self._members: dict[str, MemoryTransport] = {}
+        self._left: set[str] = set()
+        self._joined = {p: asyncio.Event() for p in self.parties}
+        self._queue: deque[Callable[[], None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+        self._backlog: dict[str, list[_Frame]] = {}
+        self._sent = dict.fromkeys(self.parties, 0)
+        self._stops = {f.party: f for f in faults if isinstance(f, (Kill, Freeze))}
+        self._drops = [_Dropping(f) for f in faults if isinstance(f, Drop)]
+        self._delays = [f for f in faults if isinstance(f, Delay)]
+        self.killed: set[str] = set()
+        self.frozen: set[str] = set()
+        #: Frames a freeze stopped; kept so their senders' futures stay referenced.
+        self.held: list[_Frame] = []
+        self._kill_hooks: dict[str, Callable[[], None]] = {}
+
+    def transport(
+        self,
+        *,
+        party: str,
+        job: str,
+        addresses: dict[str, Address],
+        sink: FrameSink,
+        comm: CrossSiloCommConfig,
+        log: logging.LoggerAdapter[Any],
+        peer_table: Peers,
+        tls: TLSConfig | None = None,
+        sock: socket.socket | None = None,
+        counters: Counters | None = None,
+        tracing: Tracing | None = None,
+    ) -> MemoryTransport:
+        """A :class:`~silo.transport.base.TransportFactory`: ``party``'s transport on this hub.
+
+        Raises ``ValueError`` for a party the hub was not made for.
+        """
+        if party not in self._joined:
+            raise ValueError(f"party {party!r} is not one of this hub's {self.parties}")
+        return MemoryTransport(
+            self,
+            party=party,
+            job=job,
+            sink=sink,
+            comm=comm,
+            log=log,
+            peer_table=peer_table,
+            counters=counters,
+            tracing=tracing,
+        )
+
+    def on_kill(self, party: str, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when a kill fault stops ``party`` (at once if it already has)."""
+        self._kill_hooks[party] = hook
+        if party in self.killed:
+            hook()
+
+    # ------------------------------------------------------------------ members
+
+    def join(self, member: MemoryTransport) -> None:
+        """``member`` starts: it and every party already there hear each other."""
+        self._loop = asyncio.get_running_loop()
+        party = member.party
+        self._members[party] = member
+        stop = self._stops.get(party)
+        if stop is not None and stop.after_frames == 0:
+            self._stop(stop)
+        for other in self._members.values():
+            if other is not member and not self._cut(party, other.party):
+                member.hear(other.party)
+                other.hear(party)
+        self._joined[party].set()
+        for frame in self._backlog.pop(party, []):
+            self._enqueue(frame)
+
+    def leave(self, member: MemoryTransport) -> None:
+        """``member`` closed: frames for it are lost from now on."""
+        if self._members.get(member.party) is member:
+            del self._members[member.party]
+            self._left.add(member.party)
+
+    def reachable(self, party: str) -> bool:
+        return party in self._members and party not in self.killed
+
+    async def wait_joined(self, parties: Sequence[str], timeout: float) -> list[str]:
+        """Wait until ``parties`` joined, ``timeout`` at most; returns those that did not."""
+        waits = [asyncio.ensure_future(self._joined[p].wait()) for p in parties]
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
+        for wait in waits:
+            wait.cancel()
+        return [p for p in parties if not self._joined[p].is_set()]
+
+    def beat(self, member: MemoryTransport) -> None:
+        """``member``'s heartbeat: its peers hear it and what it reports doing."""
+        party = member.party
+        if party in self.frozen or party in self.killed:
+            return
+        activity = activity_map(member.counters)
+        for peer, other in self._members.items():
+            if peer != party and peer not in self.frozen:
+                other.hear(party, activity)
+
+    def _cut(self, a: str, b: str) -> bool:
+        return bool({a, b} & (self.frozen | self.killed))
+
+    # ------------------------------------------------------------------ frames
+
+    def post(self, frame: _Frame) -> None:
+        """Route a frame a party sends (a first write or a retry), applying the fault plan."""
+        src = frame.src
+        first = frame.attempts == 1
+        if src in self.frozen:
+            self.held.append(frame)
+        elif self._dropped(frame):
+            timeout = frame.sender.comm.timeout_s
+            self._call_later(timeout, lambda: self._unanswered(frame))
+        else:
+            late = max((d.seconds for d in self._delays if _matches(d, frame)), default=0.0)
+            if late > 0:
+                self._call_later(late, lambda: self._enqueue(frame))
+            else:
+                self._enqueue(frame)
+        if first:
+            self._sent[src] += 1
+            stop = self._stops.get(src)
+            if stop is not None and self._sent[src] == stop.after_frames:
+                self._stop(stop)
+
+    def _dropped(self, frame: _Frame) -> bool:
+        for dropping in self._drops:
+            if _matches(dropping.fault, frame) and dropping.left != 0:
+                if dropping.left is not None:
+                    dropping.left -= 1
+                return True
+        return False
+
+    def _unanswered(self, frame: _Frame) -> None:
+        """A lost frame's answer is overdue: written again, or failed, as the real link does."""
+        if frame.answer.done():
+            return
+        sender = frame.sender
+        comm = sender.comm
+        if frame.control:
+            why = f"no progress for {comm.timeout_in_ms} ms (no answer came)"
+        elif frame.attempts >= comm.retry_policy.max_attempts:
+            why = f"not acknowledged after {frame.attempts} attempts"
+        else:
+            frame.attempts += 1
+            sender.counters.peer(frame.dst).retries += 1
+            self.post(frame)
+            return
+        frame.answer.set_exception(sender.failure(frame.dst, why, frame.header))
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_later(delay, callback)
+
+    def _enqueue(self, item: _Frame | Callable[[], None]) -> None:
+        if isinstance(item, _Frame):
+            frame = item
+            self._queue.append(lambda: self._deliver(frame))
+        else:
+            self._queue.append(item)
+        if not self._draining:
+            self._draining = True
+            assert self._loop is not None
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Deliver the queue in order, including what delivering it adds."""
+        try:
+            while self._queue:
+                self._queue.popleft()()
+        finally:
+            self._draining = False
+
+    def _deliver(self, frame: _Frame) -> None:
+        dst = frame.dst
+        if dst in self.killed or dst in self._left:
+            return
+        if dst in self.frozen:
+            self.held.append(frame)
+            return
+        member = self._members.get(dst)
+        if member is None:
+            self._backlog.setdefault(dst, []).append(frame)
+            return
+        try:
+            refusal = member.receive(frame)
+        except Exception as exc:
+            if not frame.answer.done():
+                frame.answer.set_exception(exc)
+            return
+        if not frame.answer.done():
+            frame.answer.set_result(refusal)
+
+    # ------------------------------------------------------------------ faults
+
+    def _stop(self, fault: Kill | Freeze) -> None:
+        party = fault.party
+        if isinstance(fault, Freeze):
+            self.frozen.add(party)
+            return
+        self.killed.add(party)
+        reason = (
+            f"{party} is gone: killed by the fault plan after {fault.after_frames} frame(s) "
+            f"(silo.faults.kill)"
+        )
+        member = self._members.get(party)
+        if member is not None:
+            member.die(reason)
+        # After the frames it sent: its peers receive those, then learn it is gone.
+        self._enqueue(lambda: self._lost(party, reason))
+        hook = self._kill_hooks.get(party)
+        if hook is not None:
+            hook()
+
+    def _lost(self, party: str, reason: str) -> None:
+        for peer, member in list(self._members.items()):
+            if peer != party:
+                member.peer_table.fire(party, LinkEvent.SILENT, reason)
+
+
+def _matches(fault: Drop | Delay, frame: _Frame) -> bool:
+    return fault.src == frame.src and fault.dst == frame.dst and frame.header.kind in fault.kinds
+
+
+class MemoryTransport:
+    """One party's side of a :class:`Hub`; a :class:`~silo.transport.base.Transport`.
+    ``aclose`` is idempotent."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        party: str,
+        job: str,
+        sink: FrameSink,
+        comm: CrossSiloCommConfig,
+        log: logging.LoggerAdapter[Any],
+        peer_table: Peers,
+        counters: Counters | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self._hub = hub
+        self.party = party
+        self._job = job
+        self._sink = sink
+        self.comm = comm
+        self._log = log
+        self.peer_table = peer_table
+        self.counters = counters if counters is not None else Counters()
+        self._tracing = tracing
+        self._msg_ids = {p: itertools.count(1) for p in peer_table.names}
+        self._pending: set[_Frame] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warned: set[str] = set()
+        self._closed = False
+        self._dead = False
+        peer_table.subscribe(self._peer_over)
+
+    async def start(self) -> None:
+        """Join the hub and start the heartbeat and the silence monitor; returns at once."""
+        loop = asyncio.get_running_loop()
+        self._hub.join(self)
+        if self._dead:
+            return
+        self._tasks = [
+            loop.create_task(self._beats(), name=f"silo-beats-{self.party}"),
+            loop.create_task(self._watch_silence(), name=f"silo-monitor-{self.party}"),
+        ]
+
+    async def _beats(self) -> None:
+        while True:
+            await asyncio.sleep(self.comm.heartbeat_s)
+            self._hub.beat(self)
+
+    async def _watch_silence(self) -> None:
+        """Declare lost every live peer silent for ``timeout_in_ms``, checked every heartbeat."""
+        while True:
+            await asyncio.sleep(self.comm.heartbeat_s)
+            for peer, why in self.peer_table.silent():
+                self.peer_table.fire(peer, LinkEvent.SILENT, why)
+
+    def hear(self, peer: str, activity: dict[str, Any] | None = None) -> None:
+        """``peer`` was heard from, both ways (joined, or a heartbeat with ``activity``)."""
+        if peer not in self._msg_ids or self._closed:
+            return
+        self.peer_table.heard(peer, outgoing=True)
+        self.peer_table.heard(peer, outgoing=False)
+        if activity is not None:
+            note_activity(self.peer_table, peer, activity, self._log)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_data(
+        self, peer: str, object_id: ObjectId, value: object, call: str = ""
+    ) -> None:
+        frame = encode_data(self._job, self.party, self._next_id(peer), object_id, value, call)
+        await self._send(peer, frame)
+
+    async def send_error(
+        self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
+    ) -> None:
+        fields = error_fields(info, call)
+        frame = encode_control(
+            Kind.ERROR, self._job, self.party, self._next_id(peer), object_id, fields
+        )
+        await self._send(peer, frame, control=True)
+
+    async def send_abort(self, peer: str, info: ErrorInfo) -> None:
+        extra = info.to_wire()
+        frame = encode_control(Kind.ABORT, self._job, self.party, self._next_id(peer), extra=extra)
+        await self._send(peer, frame, control=True)
+
+    async def say_goodbye(self, timeout: float) -> None:
+        """Tell every peer still up that this party finished, each bounded by ``timeout``."""
+
+        async def one(peer: str) -> None:
+            frame = encode_control(Kind.GOODBYE, self._job, self.party, self._next_id(peer))
+            try:
+                await asyncio.wait_for(self._send(peer, frame), timeout)
+            except (SendingFailure, asyncio.TimeoutError) as exc:
+                self._log.info("could not say goodbye to %s: %r", peer, exc)
+
+        live = [p for p in self.peer_table.live() if self._hub.reachable(p)]
+        await asyncio.gather(*(one(p) for p in live))
+
+    async def wait_peers(self, timeout: float) -> list[str]:
+        return await self._hub.wait_joined(self.peer_table.names, timeout)
+
+    def _next_id(self, peer: str) -> int:
+        return next(self._msg_ids[peer])
+
+    async def _send(self, peer: str, frame: OutFrame, *, control: bool = False) -> None:
+        if self._tracing is None:
+            await self._write(peer, frame, control)
+            return
+        span, frame = self._tracing.sending(frame, peer)
+        error: BaseException | None = None
+        try:
+            await self._write(peer, frame, control)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if span is not None:
+                self._tracing.end(span, error if isinstance(error, Exception) else None)
+
+    async def _write(self, peer: str, frame: OutFrame, control: bool) -> None:
+        """Post ``frame`` to the hub and wait for its answer; raises as the real link does."""
+        if not self.peer_table.is_live(peer):
+            state = self.peer_table.state(peer)
+            rejected = state is LinkState.REFUSED
+            raise self.failure(peer, self.peer_table.reason(peer), frame.header, rejected)
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        out = _Frame(self, peer, frame, answer, control)
+        count = self.counters.peer(peer)
+        count.frames_sent += 1
+        count.bytes_sent += out.nbytes
+        self.counters.bytes_in_flight += out.nbytes
+        self._pending.add(out)
+        try:
+            self._hub.post(out)
+            refusal = await answer
+        finally:
+            self.counters.bytes_in_flight -= out.nbytes
+            self._pending.discard(out)
+        self.peer_table.heard(peer, outgoing=True)
+        if refusal is not None:
+            raise self.failure(peer, refusal, frame.header, rejected=True)
+
+    def failure(
+        self, peer: str, why: str, header: Header, rejected: bool = False
+    ) -> SendingFailure:
+        """The error of a frame to ``peer`` that failed for ``why``, worded as the real link's."""
+        object_id = header.object_id if header.kind in (Kind.DATA, Kind.ERROR) else None
+        what = f"object {object_id}" if object_id is not None else "a control frame"
+        cls = FrameRejected if rejected else SendingFailure
+        return cls(
+            f"party {self.party!r} could not send {what} to {peer!r}: {why}",
+            peer=peer,
+            object_id=object_id,
+        )
+
+    def _peer_over(self, peer: str, state: LinkState, reason: str) -> None:
+        """The peer's state became terminal: what waits for its answer fails (unless this party
+        was killed: a dead party's sends never end, the runtime cancels them)."""
+        if self._dead:
+            return
+        for frame in list(self._pending):
+            if frame.dst == peer and not frame.answer.done():
+                rejected = state is LinkState.REFUSED
+                frame.answer.set_exception(self.failure(peer, reason, frame.header, rejected))
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive(self, frame: _Frame) -> str | None:
+        """Check, decode and hand ``frame`` to the runtime; returns a refusal or ``None``."""
+        header = frame.header
+        src = frame.src
+        self.peer_table.heard(src, outgoing=False)
+        count = self.counters.peer(src)
+        count.frames_received += 1
+        count.bytes_received += frame.nbytes
+        if header.msg_id and not self.peer_table.accept(src, header.msg_id):
+            return None
+        if self._tracing is not None:
+            self._tracing.received(header)
+        sink = self._sink
+        kind = header.kind
+        if kind is Kind.DATA:
+            return self._receive_data(frame)
+        if kind is Kind.ERROR:
+            refusal = self._admit(src, header.object_id, frame.nbytes)
+            if refusal is not None:
+                return refusal or None
+            sink.deliver_error(src, header.object_id, header.error_info(), header.call)
+        elif kind is Kind.ABORT:
+            sink.deliver_abort(src, header.error_info())
+        elif kind is Kind.GOODBYE:
+            self._log.debug("%s finished", src)
+            reason = f"{src} shut down before sending what {self.party} awaits"
+            self.peer_table.fire(src, LinkEvent.GOODBYE, reason)
+        return None
+
+    def _receive_data(self, frame: _Frame) -> str | None:
+        header = frame.header
+        src = frame.src
+        limit = self.comm.messages_max_size_in_bytes
+        if frame.nbytes > limit:
+            reason = (
+                f"a frame of {frame.nbytes} bytes exceeds party {self.party!r}'s "
+                f"messages_max_size_in_bytes ({limit})"
+            )
+            if self._admit(src, header.object_id, 0) is None:
+                error = FrameRejected(reason, peer=src, object_id=header.object_id)
+                self._sink.deliver_refused(src, header.object_id, error)
+            return self._refuse(reason)
+        refusal = self._admit(src, header.object_id, frame.nbytes)
+        if refusal is not None:
+            return refusal or None
+        try:
+            value = decode_data(header, frame.parts, self.comm.serializing_allowed_list)
+        except SerializationError as exc:
+            self._sink.deliver_refused(src, header.object_id, exc)
+            return self._refuse(f"party {self.party!r} refused object {header.object_id}: {exc}")
+        self._sink.deliver_data(src, header.object_id, value, header.call)
+        return None
+
+    def _admit(self, src: str, object_id: ObjectId, nbytes: int) -> str | None:
+        """``None`` to store what a frame carries; ``""`` to drop it (answered ACK); else the
+        reason it is refused."""
+        admission = self._sink.admit(src, object_id, nbytes)
+        if admission.verdict is Verdict.STORE:
+            return None
+        if admission.verdict is Verdict.DROP:
+            self._log.debug("dropped object %s from %s: %s", object_id, src, admission.reason)
+            return ""
+        return self._refuse(admission.reason or "refused")
+
+    def _refuse(self, reason: str) -> str:
+        if reason not in self._warned:
+            self._warned.add(reason)
+            self._log.warning("refused a frame: %s", reason)
+        return reason
+
+    # ------------------------------------------------------------------ ending
+
+    def die(self, reason: str) -> None:
+        """A kill fault: stop dead. Nothing leaves any more; every peer is closed here."""
+        self._dead = True
+        for task in self._tasks:
+            task.cancel()
+        for peer in self.peer_table.names:
+            self.peer_table.fire(peer, LinkEvent.CLOSE, reason)
+
+    async def aclose(self, *, goodbye: bool = True) -> None:
+        """Leave the hub; what still waits for an answer fails. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for peer in self.peer_table.names:
+            self.peer_table.fire(peer, LinkEvent.CLOSE, "this party closed the channel")
+        self._hub.leave(self)
