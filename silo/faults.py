@@ -24,7 +24,9 @@ The kinds of fault, each a frozen dataclass made by the function of the same nam
   or all) are lost on the way. As on a real link, an unacknowledged data or goodbye frame is
   sent again after ``timeout_in_ms``, up to ``retry_policy.max_attempts`` writes, and an error or
   abort frame fails after one ``timeout_in_ms``: the sender then has a
-  :class:`~silo.errors.SendingFailure`. Heartbeats still flow (to cut a party off, freeze it).
+  :class:`~silo.errors.SendingFailure`. Heartbeats still flow, except when the drop takes every
+  frame of every kind (``drop(src, dst)`` alone): that cuts the link, so ``dst`` also stops
+  hearing ``src`` and declares it lost after ``timeout_in_ms``, as on a real partition.
 * :func:`delay`: frames from ``src`` to ``dst`` (of the given kinds) arrive ``seconds`` late.
 
 A frame here is what ``Runtime.stats()`` counts as sent: a DATA, ERROR, ABORT or GOODBYE frame,

@@ -33,7 +33,7 @@ from typing import Any
 from ..activity import activity_map, note_activity
 from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import FrameRejected, SendingFailure, SerializationError
-from ..faults import Delay, Drop, Fault, Freeze, Kill
+from ..faults import KINDS, Delay, Drop, Fault, Freeze, Kill
 from ..intake import Verdict
 from ..peers import LinkEvent, LinkState, Peers
 from ..stats import Counters
@@ -112,6 +112,12 @@ class Hub:
         self._stops = {f.party: f for f in faults if isinstance(f, (Kill, Freeze))}
         self._drops = [_Dropping(f) for f in faults if isinstance(f, Drop)]
         self._delays = [f for f in faults if isinstance(f, Delay)]
+        #: Links a drop of every frame cuts: their heartbeats are lost too.
+        self._severed = {
+            (f.src, f.dst)
+            for f in faults
+            if isinstance(f, Drop) and f.count is None and f.kinds == frozenset(KINDS.values())
+        }
         self.killed: set[str] = set()
         self.frozen: set[str] = set()
         #: Frames a freeze stopped; kept so their senders' futures stay referenced.
@@ -200,7 +206,7 @@ class Hub:
             return
         activity = activity_map(member.counters)
         for peer, other in self._members.items():
-            if peer != party and peer not in self.frozen:
+            if peer != party and peer not in self.frozen and (party, peer) not in self._severed:
                 other.hear(party, activity)
 
     def _cut(self, a: str, b: str) -> bool:
@@ -451,7 +457,12 @@ class MemoryTransport:
                 self._tracing.end(span, error if isinstance(error, Exception) else None)
 
     async def _write(self, peer: str, frame: OutFrame, control: bool) -> None:
-        """Post ``frame`` to the hub and wait for its answer; raises as the real link does."""
+        """Post ``frame`` to the hub and wait for its answer; raises as the real link does.
+
+        In a party a kill fault stopped, never returns: the runtime cancels it.
+        """
+        if self._dead:
+            await asyncio.get_running_loop().create_future()
         if not self.peer_table.is_live(peer):
             state = self.peer_table.state(peer)
             rejected = state is LinkState.REFUSED
