@@ -74,6 +74,9 @@ class Kill:
     party: str
     after_frames: int = 0
 
+    def __repr__(self) -> str:
+        return f"kill({self.party!r}, after_frames={self.after_frames})"
+
 
 @dataclass(frozen=True)
 class Freeze:
@@ -81,6 +84,9 @@ class Freeze:
 
     party: str
     after_frames: int = 0
+
+    def __repr__(self) -> str:
+        return f"freeze({self.party!r}, after_frames={self.after_frames})"
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,9 @@ class Drop:
     kinds: frozenset[Kind]
     count: int | None = None
 
+    def __repr__(self) -> str:
+        return f"drop({self.src!r}, {self.dst!r}, kinds={_names(self.kinds)}, count={self.count})"
+
 
 @dataclass(frozen=True)
 class Delay:
@@ -101,6 +110,9 @@ class Delay:
     dst: str
     seconds: float
     kinds: frozenset[Kind]
+
+    def __repr__(self) -> str:
+        return f"delay({self.src!r}, {self.dst!r}, {self.seconds}, kinds={_names(self.kinds)})"
 
 
 Fault: TypeAlias = "Kill | Freeze | Drop | Delay"
@@ -112,6 +124,10 @@ class Killed:
 
     party: str
     after_frames: int
+
+
+def _names(kinds: frozenset[Kind]) -> list[str]:
+    return [name for name, kind in KINDS.items() if kind in kinds]
 
 
 def _name(value: object, what: str) -> str:

@@ -75,7 +75,9 @@ def test_error_handling_exits_1_with_fed_remote_error(tmp_path: Path) -> None:
     assert "silo: 2 of 2 parties failed" in done.stderr, done
 
 
-@pytest.mark.parametrize("name", ["quickstart.py", "fed_avg.py", "split_learning.py"])
+@pytest.mark.parametrize(
+    "name", ["quickstart.py", "fed_avg.py", "split_learning.py", "simulate_faults.py"]
+)
 def test_example_program_runs_standalone_with_simulate(name: str) -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
