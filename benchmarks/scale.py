@@ -8,8 +8,11 @@ parties runs first. Reported per party count: the round (from the first call iss
 party's `get` returning, the slowest party's time), the whole `simulate` call (runtimes started
 and shut down included) divided by the number of parties, and the peak memory per party (the
 process's VmHWM growth over the run, divided by the number of parties). The growth from 4 to 32
-parties is the last figure's note: ideally the round grows with the bytes the aggregator receives
-and sends (linearly) and memory per party stays flat.
+parties is the last figure's note. Every party runs the same program, so each issues all N + 1
+calls and keeps a handle on each: per party the work grows with N, and since the simulation runs
+every party on one loop (one core), the round as a whole grows as N squared, where separate
+processes would each grow as N. Memory per party should stay flat (its update and the average,
+0.76 MiB each, plus the runtime).
 """
 
 from __future__ import annotations
