@@ -109,9 +109,11 @@ async def _exchange(party: str, meet: Meet) -> Stats:
     return stats
 
 
-async def test_stats_after_a_known_exchange_in_one_process() -> None:
+@pytest.mark.parametrize("transport", ["memory", "tcp"])
+async def test_stats_after_a_known_exchange_in_one_process(transport: str) -> None:
     meet = Meet(2)
-    out = await silo.simulate(lambda party: _exchange(party, meet), ["alice", "bob"])
+    main = lambda party: _exchange(party, meet)  # noqa: E731
+    out = await silo.simulate(main, ["alice", "bob"], transport=transport)
     alice, bob = out["alice"], out["bob"]
     assert (alice.calls_run, bob.calls_run) == (1, 2)
     assert bob.call_time_s >= 0.05 and alice.calls_running == bob.calls_running == 0
