@@ -1,7 +1,7 @@
 """Faults to inject into ``silo.simulate``, to test a federated program's failure handling.
 
 A fault plan is a list given to ``silo.simulate(main, parties, faults=[...])``; it is carried out
-by the in-memory transport (:mod:`silo.transport.memory`), so a test of what the program does
+by the in-memory transport's hub (:mod:`silo.transport.hub`), so a test of what the program does
 when a party dies takes milliseconds::
 
     from silo import faults

@@ -20,7 +20,7 @@ from .faults import Kill, Killed, check_plan
 from .output import party_prefixed_stdout
 from .runtime import Runtime
 from .shutdown import Reason
-from .transport.memory import Hub
+from .transport.hub import Hub
 
 __all__ = ["TRANSPORTS", "simulate"]
 

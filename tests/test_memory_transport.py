@@ -17,7 +17,8 @@ from silo.log import party_logger
 from silo.peers import LinkState, Peers
 from silo.stats import Counters
 from silo.transport.base import Transport
-from silo.transport.memory import Hub, MemoryTransport
+from silo.transport.hub import Hub
+from silo.transport.memory import MemoryTransport
 from silo.wire import ErrorInfo, ObjectId
 
 FAST = CrossSiloCommConfig(timeout_in_ms=200, heartbeat_interval_ms=20)

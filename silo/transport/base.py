@@ -68,7 +68,7 @@ class FrameSink(Protocol):
 class Transport(Protocol):
     """What the runtime asks of its channel to the peers; two implementations: the aiohttp one
     (:class:`silo.transport.TcpTransport`) and the in-memory one of ``silo.simulate``
-    (:class:`silo.transport.memory.MemoryTransport`).
+    (:class:`silo.transport.memory.MemoryTransport`, joined by :class:`silo.transport.hub.Hub`).
 
     Both deliver what arrives into the runtime's :class:`FrameSink`, feed the shared
     :class:`~silo.peers.Peers` table with :class:`~silo.peers.LinkEvent` events, and count frames
