@@ -40,7 +40,7 @@ class _Dropping:
 class Hub:
     """The switchboard of one simulation: every party's :class:`MemoryTransport` joins it.
 
-    Loop thread only; every method is synchronous except through the transports.
+    Loop thread only. One per simulation: its queue and its fault plan belong to that run.
     """
 
     def __init__(self, parties: Sequence[str], faults: Sequence[Fault] = ()) -> None:
