@@ -162,7 +162,11 @@ class Runtime(Inbound, Outbound, Execution):
             counters=self.counters,
             tracing=self.tracing,
         )
-        await self._transport.start()
+        try:
+            await self._transport.start()
+        except BaseException:
+            await self._executor.aclose()
+            raise
         self.main_task = asyncio.current_task()
         self._shutdown.on_requested(self._begin_teardown)
         lifecycle.install_hooks(self)
