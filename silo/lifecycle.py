@@ -129,7 +129,11 @@ class Lifecycle:
         """Listen and start connecting to peers; route signals and unclaimed failures of runtime
         tasks here."""
         await self._execution.start()
-        await self._transport.start()
+        try:
+            await self._transport.start()
+        except BaseException:
+            await self._execution.aclose()
+            raise
         self.main_task = asyncio.current_task()
         self._install_hooks()
 

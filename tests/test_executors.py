@@ -2,7 +2,8 @@
 
 Each job is two real parties over 127.0.0.1 (``tests/programs/executors.py``); bob's
 ``config["executor"]`` comes from its environment. The Dask cluster is a real
-``distributed.LocalCluster`` of two worker processes, started once for this module, with
+``distributed.LocalCluster`` of two worker processes, started once for this module in a process
+of its own (``programs/dask_cluster.py``: this process must not import ``distributed``), with
 ``allowed-failures`` 0 so a task that kills its worker fails at once instead of being retried.
 """
 
@@ -18,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dask
-import distributed
 import pytest
 import yaml
 
@@ -59,29 +58,58 @@ def run_job(scenario: str, executor: dict[str, Any], timeout: float = 60.0) -> d
                 proc.wait()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[distributed.Client]:
-    """A LocalCluster of 2 worker processes, and a client of the test's to ask for their pids."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        local = distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+class Cluster:
+    """The LocalCluster of ``programs/dask_cluster.py``, running in a process of its own."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PROGRAMS / "dask_cluster.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    client = distributed.Client(local, timeout=20)
+        self.address = self._line()
+        assert self.address.startswith("tcp://"), self.address
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def ask(self, command: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._line()
+
+    def worker_pids(self) -> set[int]:
+        return set(json.loads(self.ask("pids")))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A LocalCluster of 2 worker processes, shared by this module's Dask jobs."""
+    local = Cluster()
     try:
-        yield client
+        yield local
     finally:
-        client.close(timeout=5)
-        local.close(timeout=5)
+        local.close()
 
 
 @pytest.fixture
-def dask_executor(cluster: distributed.Client) -> dict[str, Any]:
-    cluster.wait_for_workers(2, timeout=30)
-    return {"kind": "dask", "address": cluster.scheduler.address}
-
-
-def worker_pids(client: distributed.Client) -> set[int]:
-    return set(client.run(os.getpid).values())
+def dask_executor(cluster: Cluster) -> dict[str, Any]:
+    assert cluster.ask("wait") == "ok"
+    return {"kind": "dask", "address": cluster.address}
 
 
 def check_work(runs: dict[str, PartyRun]) -> dict[str, Any]:
@@ -138,17 +166,15 @@ def test_processes_failures_reach_alice_as_fed_remote_errors() -> None:
 
 
 def test_dask_runs_calls_and_actors_on_the_cluster(
-    cluster: distributed.Client, dask_executor: dict[str, Any]
+    cluster: Cluster, dask_executor: dict[str, Any]
 ) -> None:
     bob = check_work(run_job("work", dask_executor))
-    workers = worker_pids(cluster)
+    workers = cluster.worker_pids()
     assert {p["pid"] for p in bob["placed"]} <= workers
     assert bob["dump"]["pid"] in workers
 
 
-def test_dask_failures_reach_alice_as_fed_remote_errors(
-    cluster: distributed.Client, dask_executor: dict[str, Any]
-) -> None:
+def test_dask_failures_reach_alice_as_fed_remote_errors(dask_executor: dict[str, Any]) -> None:
     check_failures(
         run_job("failures", dask_executor),
         ["KilledWorker", "the worker of actor Log#"],
