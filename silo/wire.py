@@ -14,7 +14,9 @@ ERROR      ``[origin, type_name, message, traceback, call]`` (``type_name``,
            ``message`` and ``traceback`` may be nil); the object failed at
            ``origin``. Plain msgpack, never pickled.
 ABORT      as ERROR, not tied to an object: the sender's program failed
-ACK        nil: the receiver stored message ``msg_id``
+ACK        nil or ``[msg_id, ...]``: the receiver stored message ``msg_id`` and the
+           others listed (at most :data:`MAX_ACKS`); answers to websocket DATA frames
+           are batched this way
 REJECT     a reason string: the receiver refused ``msg_id`` for good
 HEARTBEAT  nil or a small map (room for the sender's activity): sent by both ends of every
            websocket every ``heartbeat_interval_ms``; never answered
@@ -60,6 +62,7 @@ __all__ = [
     "CLOSE_ABORT",
     "CLOSE_GOODBYE",
     "DIVERGED",
+    "MAX_ACKS",
     "MAX_CALL_NAME",
     "PEER_UNAVAILABLE",
     "PROTOCOL_VERSION",
@@ -71,6 +74,7 @@ __all__ = [
     "decode_data",
     "decode_frame",
     "decode_header",
+    "encode_ack",
     "encode_data",
     "encode_header",
     "error_fields",
@@ -89,6 +93,8 @@ MAX_HEADER = 1 << 20
 #: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
 #: length, so their number is bounded too. A value with more travels with them in its pickle.
 MAX_BUFFERS = 1 << 16
+#: Message ids one ACK frame may acknowledge beside its own ``msg_id``.
+MAX_ACKS = 4096
 #: The longest trace context a header may carry (a W3C ``traceparent`` is 55 characters).
 MAX_TRACE = 256
 #: The longest call fingerprint a DATA or ERROR frame carries (longer names are truncated).
@@ -196,6 +202,10 @@ class Header:
         """``(pickle_len, buffer_lens)`` of a DATA header (validated by :func:`decode_header`)."""
         return self.extra[0], self.extra[1]
 
+    def acked(self) -> list[int]:
+        """The message ids an ACK header acknowledges (validated by :func:`decode_header`)."""
+        return [self.msg_id, *self.extra] if self.extra else [self.msg_id]
+
     @property
     def call(self) -> str:
         """The fingerprint of the call a DATA or ERROR frame is about; ``""`` when absent."""
@@ -255,6 +265,14 @@ def _is_call_name(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_CALL_NAME
 
 
+def _is_id_list(extra: object) -> bool:
+    return (
+        isinstance(extra, list)
+        and len(extra) <= MAX_ACKS
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in extra)
+    )
+
+
 def _check_error_extra(extra: object, *, with_call: bool) -> None:
     if not (
         isinstance(extra, list)
@@ -312,6 +330,8 @@ def decode_header(raw: bytes | memoryview) -> Header:
         _check_error_extra(extra, with_call=kind is Kind.ERROR)
     elif kind is Kind.DATA:
         _check_data_extra(extra)
+    elif kind is Kind.ACK and not (extra is None or _is_id_list(extra)):
+        raise ProtocolError(f"malformed acknowledged ids: {extra!r:.200}")
     elif kind is Kind.REJECT and not isinstance(extra, str):
         raise ProtocolError("reject frame without a reason")
     elif kind is Kind.HEARTBEAT and not (
@@ -367,6 +387,13 @@ def encode_control(
     """A frame with no body (ERROR, ABORT, ACK, REJECT, HEARTBEAT, GOODBYE)."""
     header = Header(kind, job, src, msg_id, object_id[0], object_id[1], extra)
     return OutFrame(header, encode_header(header), ())
+
+
+def encode_ack(job: str, src: str, msg_ids: Sequence[int]) -> bytes:
+    """One ACK frame (prefixed header, no body) for the non-empty ``msg_ids``, at most
+    :data:`MAX_ACKS` + 1 of them."""
+    rest = list(msg_ids[1:]) or None
+    return encode_control(Kind.ACK, job, src, msg_ids[0], extra=rest).head
 
 
 def decode_data(

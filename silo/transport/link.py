@@ -482,7 +482,12 @@ class PeerLink:
             except ProtocolError as exc:
                 self._log.warning("malformed answer from %s: %s", self.peer, exc)
                 continue
-            if header.kind in (Kind.ACK, Kind.REJECT):
+            if header.kind is Kind.ACK:
+                for msg_id in header.acked():
+                    pending = self._pending.get(msg_id)
+                    if pending is not None:
+                        self._settle(pending, header)
+            elif header.kind is Kind.REJECT:
                 pending = self._pending.get(header.msg_id)
                 if pending is not None:
                     self._settle(pending, header)

@@ -57,6 +57,7 @@ from ..wire import (
     decode_frame,
     encode_control,
 )
+from .acks import AckBatch
 from .base import (
     CONTROL_PATH,
     DATA_PATH,
@@ -250,22 +251,23 @@ class Server:
         refusal = admission.reason if admission.verdict is Verdict.REFUSE else None
         return admission.verdict, refusal
 
-    def _receive_inline(self, frame: bytes, peer: str) -> tuple[int, str | None]:
+    def _receive_inline(self, frame: bytes, peer: str) -> tuple[Kind, int, str | None]:
         """Decode and dispatch one whole frame from ``peer``'s connection; returns
-        ``(msg_id, refusal or None)``.
+        ``(kind, msg_id, refusal or None)``.
 
         A heartbeat returns msg_id 0: it is not answered.
         """
         header, body = decode_frame(frame)
-        if header.kind is Kind.HEARTBEAT:
+        kind = header.kind
+        if kind is Kind.HEARTBEAT:
             note_activity(self._peer_table, peer, header.extra, self._log)
-            return 0, None
+            return kind, 0, None
         count = self._counters.peer(peer)
         count.frames_received += 1
         count.bytes_received += len(frame)
-        if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header, peer, size=len(frame))
-        return header.msg_id, self._deliver_data(header, body, len(frame), peer)
+        if kind is not Kind.DATA:
+            return kind, header.msg_id, self._dispatch(header, peer, size=len(frame))
+        return kind, header.msg_id, self._deliver_data(header, body, len(frame), peer)
 
     def _deliver_data(self, header: Header, body: Any, size: int, peer: str) -> str | None:
         """Check, decode and dispatch a DATA frame of ``size`` bytes from ``peer``'s connection;
@@ -310,6 +312,7 @@ class Server:
         peer = request.headers[HEADER_PARTY]
         self._peer_table.heard(peer, outgoing=False)
         beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
+        acks = AckBatch(ws, self._job, self._party)
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.BINARY:
@@ -318,18 +321,23 @@ class Server:
                     continue
                 self._peer_table.heard(peer, outgoing=False)
                 try:
-                    msg_id, refusal_text = self._receive_inline(msg.data, peer)
+                    kind, msg_id, refusal_text = self._receive_inline(msg.data, peer)
                 except ProtocolError as exc:
                     self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
                     await ws.close(code=1002, message=str(exc)[:120].encode())
                     break
                 if msg_id == 0:
                     continue
+                if kind is Kind.DATA and refusal_text is None:
+                    acks.add(msg_id)
+                    continue
+                acks.flush()
                 try:
                     await ws.send_bytes(self._answer(msg_id, refusal_text))
                 except ConnectionError:
                     break
         finally:
+            acks.close()
             beats.cancel()
             await asyncio.gather(beats, return_exceptions=True)
         return ws
