@@ -59,25 +59,26 @@ from ..wire import (
 )
 from .acks import AckBatch
 from .base import (
+    BULK_PATH,
+    BULK_UPGRADE,
     CONTROL_PATH,
     DATA_PATH,
     HEADER_OBJECT,
     HEADER_PARTY,
-    INLINE_LIMIT,
+    WS_MAX_MESSAGE,
     WS_PATH,
     FrameSink,
 )
 from .bulk import receive_body
 from .gate import Gate, refusal_response
 from .prefault import PrefaultSlots
+from .stream import StreamReceiver
 from .tls import PeerTrust
 
 __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
-#: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
-_WS_MAX = INLINE_LIMIT + (64 << 10)
 
 
 class Server:
@@ -118,6 +119,7 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._streams: set[asyncio.Transport] = set()
         self._prefault_slots = PrefaultSlots()
         self._closed = False
         self._gate = Gate(
@@ -136,6 +138,7 @@ class Server:
         app.router.add_get(WS_PATH, self._handle_ws)
         app.router.add_post(DATA_PATH, self._handle_data)
         app.router.add_post(CONTROL_PATH, self._handle_control)
+        app.router.add_get(BULK_PATH, self._handle_bulk)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE
         )
@@ -183,6 +186,8 @@ class Server:
                 pass
 
         await asyncio.gather(*(close(ws) for ws in list(self._sockets)))
+        for transport in list(self._streams):
+            transport.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -306,7 +311,7 @@ class Server:
         if refusal is not None:
             self._gate.note_refusal(request, refusal)
             return refusal
-        ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, compress=False, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
         peer = request.headers[HEADER_PARTY]
@@ -396,6 +401,59 @@ class Server:
         count.bytes_received += length
         refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
+
+    async def _handle_bulk(self, request: web.Request) -> web.StreamResponse:
+        """A peer's bulk stream (:mod:`.stream`): upgraded, then read until it closes."""
+        refusal = self._gate.refuse(request)
+        if refusal is not None:
+            return refusal
+        if request.headers.get("Upgrade", "").lower() != BULK_UPGRADE:
+            return web.Response(status=400, text=f"a bulk stream needs Upgrade: {BULK_UPGRADE}")
+        transport = request.transport
+        if transport is None or self._closed:
+            return web.Response(status=400, text="connection closed")
+        peer = request.headers[HEADER_PARTY]
+        self._peer_table.heard(peer, outgoing=False)
+        response = web.StreamResponse(
+            status=101, headers={"Upgrade": BULK_UPGRADE, "Connection": "Upgrade"}
+        )
+        await response.prepare(request)
+        receiver = StreamReceiver(
+            transport,
+            request.protocol,
+            limit=self._comm.messages_max_size_in_bytes,
+            timeout=self._comm.timeout_s,
+            on_frame=lambda header, parts, size: self._stream_frame(header, parts, size, peer),
+            on_too_large=lambda size, msg_id, object_id: self._stream_too_large(
+                size, msg_id, object_id, peer
+            ),
+            on_error=lambda exc: self._log.warning("dropped the bulk stream of %s: %s", peer, exc),
+            slots=self._prefault_slots,
+        )
+        self._streams.add(transport)
+        try:
+            transport.set_protocol(receiver)
+            if not transport.is_reading():
+                transport.resume_reading()
+            await receiver.closed
+        finally:
+            self._streams.discard(transport)
+            transport.close()
+        return response
+
+    def _stream_frame(self, header: Header, parts: list[Any], size: int, peer: str) -> bytes:
+        """A whole DATA frame off ``peer``'s bulk stream: the answer to write back."""
+        self._peer_table.heard(peer, outgoing=False)
+        count = self._counters.peer(peer)
+        count.frames_received += 1
+        count.bytes_received += size
+        return self._answer(header.msg_id, self._deliver_data(header, parts, size, peer))
+
+    def _stream_too_large(self, size: int, msg_id: int, object_id: ObjectId, peer: str) -> bytes:
+        self._peer_table.heard(peer, outgoing=False)
+        text = self._too_large(size)
+        self._refuse_object(peer, object_id, text)
+        return self._answer(msg_id, text)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
         refusal = self._gate.refuse(request)
