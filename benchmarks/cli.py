@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from . import error_latency, fanin, machine, memory, report, startup, tiny, transfer
+from . import error_latency, fanin, machine, memory, peer_loss, report, startup, tiny, transfer
 from .harness import ROOT, BenchError, Figure, Settings
 
 MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (tiny, transfer, error_latency, startup, fanin, memory)
+    m.NAME: m for m in (tiny, transfer, error_latency, peer_loss, startup, fanin, memory)
 }
 RUNNERS: dict[str, Callable[[Settings], list[Figure]]] = {
     name: module.run for name, module in MODULES.items()

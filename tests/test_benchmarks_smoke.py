@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("tiny", "transfer", "error", "startup", "fanin", "memory")
+BENCHMARKS = ("tiny", "transfer", "error", "peerloss", "startup", "fanin", "memory")
 
 
 @pytest.mark.timeout(180)

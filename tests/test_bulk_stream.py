@@ -16,7 +16,7 @@ from silo.log import party_logger
 from silo.transport.outstream import StreamPool, StreamRefused
 from silo.transport.server import Server
 from silo.transport.stream import STREAM_PREFIX
-from silo.transport.upload import Broken
+from silo.transport.upload import Broken, Stalled
 from silo.wire import ErrorInfo, Kind, ObjectId, encode_data
 
 from multiparty import free_ports
@@ -153,3 +153,28 @@ async def test_a_stream_closed_by_the_listener_fails_the_frame_as_broken(
             await pool.send(frame(2, 2, np.ones(100_000)), 5.0)
     finally:
         pool.close()
+
+
+async def test_a_frame_the_peer_stops_taking_stalls_after_the_timeout() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: silo-bulk\r\n\r\n")
+
+    server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = StreamPool(Address("127.0.0.1", port), headers=HEADERS, ssl_context=None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(Stalled):
+            await pool.send(frame(1, 1, np.zeros(48 << 17)), 0.5)
+        assert 0.5 <= loop.time() - started < 0.5 + 3.0
+    finally:
+        pool.close()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

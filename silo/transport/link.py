@@ -107,6 +107,7 @@ class PeerLink:
         self._address = address
         self._session: aiohttp.ClientSession | None = None
         self._streams: StreamPool | None = None
+        self._bulk_ok = True
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._generation = 0
         #: Set while a websocket is open and every earlier frame has been written on it.
@@ -308,7 +309,7 @@ class PeerLink:
             else:
                 self._count.retries += 1
             try:
-                if bulk:
+                if bulk and self._bulk_ok:
                     await self._bulk_once(frame, object_id)
                 else:
                     await self._post_once(path, frame, object_id)
@@ -371,6 +372,12 @@ class PeerLink:
                 object_id,
             ) from None
         except StreamRefused as exc:
+            if exc.status == 404:
+                # A peer without bulk streams: large frames go as requests of their own.
+                self._log.debug("%s has no bulk streams; posting large frames", self.peer)
+                self._bulk_ok = False
+                await self._post_once(DATA_PATH, frame, object_id)
+                return
             if exc.status in _REFUSED_STATUSES:
                 raise self._failure(exc.reason, object_id, rejected=True) from None
             raise Broken(str(exc)) from None

@@ -16,10 +16,18 @@ peer that refuses the upgrade raises :class:`StreamRefused` with its status and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
+import struct
 from collections.abc import Mapping
-from typing import cast
+from typing import TypeVar, cast
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = termios = None  # type: ignore[assignment]
 
 from ..config import Address
 from ..errors import ProtocolError
@@ -31,6 +39,9 @@ from .upload import Broken, Stalled
 __all__ = ["StreamPool", "StreamRefused"]
 
 _SLICE = 1 << 20
+_T = TypeVar("_T")
+#: ``ioctl`` asking a TCP socket how much of what was written the peer has not acknowledged.
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
 _MAX_RESPONSE_HEAD = 64 << 10
 
 
@@ -150,32 +161,50 @@ class _Stream(asyncio.Protocol):
         transport.write(
             STREAM_PREFIX.pack(frame.nbytes, header.msg_id, header.seq, header.index) + frame.head
         )
-        for segment in frame.segments:
-            view = memoryview(segment).cast("B")
-            for start in range(0, len(view), _SLICE):
-                await self._wait_writable(timeout_s)
-                transport.write(view[start : start + _SLICE])
         try:
-            return await asyncio.wait_for(asyncio.shield(self._answer), timeout_s)
-        except asyncio.TimeoutError:
-            raise Stalled() from None
+            for segment in frame.segments:
+                view = memoryview(segment).cast("B")
+                for start in range(0, len(view), _SLICE):
+                    writable = self._writable
+                    if writable is not None and not writable.done():
+                        await self._progressing(writable, timeout_s)
+                    if self.broken is not None:
+                        raise self.broken
+                    transport.write(view[start : start + _SLICE])
+            return await self._progressing(self._answer, timeout_s)
         finally:
             self._answer = None
 
-    async def _wait_writable(self, timeout_s: float) -> None:
-        writable = self._writable
-        if self.broken is not None:
-            raise self.broken
-        if writable is None or writable.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(writable), timeout_s)
-        except asyncio.TimeoutError:
-            raise Stalled() from None
+    async def _progressing(self, waited: asyncio.Future[_T], timeout_s: float) -> _T:
+        """``waited``'s result, as long as bytes keep leaving (this side's buffer or the
+        socket's queue shrinks) at least once every ``timeout_s``; else :class:`Stalled`."""
+        queued = self._queued()
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(waited), timeout_s)
+            except asyncio.TimeoutError:
+                now = self._queued()
+                if now >= queued:
+                    raise Stalled() from None
+                queued = now
+
+    def _queued(self) -> int:
+        """Bytes written and not yet taken by the peer: the transport's buffer and the
+        socket's send queue (``TIOCOUTQ``, where the platform has it)."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        queued = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and _OUTQ is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0" * 4))[0]
+        return queued
 
     def close(self) -> None:
+        """Drop the connection at once, with whatever it still had to write."""
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
 
 class StreamPool:
