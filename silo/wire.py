@@ -45,7 +45,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -113,6 +113,8 @@ class Kind(IntEnum):
     GOODBYE = 7
 
 
+_KINDS = {int(k): k for k in Kind}
+
 _SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -175,14 +177,15 @@ class ErrorInfo:
         return [self.origin, self.type_name, self.message, self.traceback]
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
+    """A decoded frame header (a tuple: one is made per frame, on the hot path)."""
+
     kind: Kind
     job: str
     src: str
     msg_id: int = 0
     seq: int = 0
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # shadows tuple.index, as intended
     extra: Any = None
     version: int = PROTOCOL_VERSION
     #: Optional W3C ``traceparent`` (:mod:`silo.tracing`): a ninth header field, present only
@@ -216,8 +219,7 @@ class Header:
         return ""
 
 
-@dataclass(frozen=True)
-class OutFrame:
+class OutFrame(NamedTuple):
     """An encoded frame: the prefixed header and the body segments, which are not copied."""
 
     header: Header
@@ -317,15 +319,24 @@ def decode_header(raw: bytes | memoryview) -> Header:
         raise ProtocolError(
             f"protocol version {version!r} is not supported (this party speaks {PROTOCOL_VERSION})"
         )
-    try:
-        kind = Kind(kind)
-    except ValueError:
-        raise ProtocolError(f"unknown frame kind {kind!r}") from None
-    if not (isinstance(job, str) and isinstance(src, str)):
+    kind = _KINDS.get(kind) if type(kind) is int else None
+    if kind is None:
+        raise ProtocolError(f"unknown frame kind {fields[1]!r}")
+    if type(job) is not str or type(src) is not str:
         raise ProtocolError("frame job and source party must be strings")
-    for name, value in (("msg_id", msg_id), ("seq", seq), ("index", index)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ProtocolError(f"frame {name} must be a non-negative integer, got {value!r:.50}")
+    if not (
+        type(msg_id) is int
+        and type(seq) is int
+        and type(index) is int
+        and msg_id >= 0
+        and seq >= 0
+        and index >= 0
+    ):
+        for name, value in (("msg_id", msg_id), ("seq", seq), ("index", index)):
+            if type(value) is not int or value < 0:
+                raise ProtocolError(
+                    f"frame {name} must be a non-negative integer, got {value!r:.50}"
+                )
     if kind in (Kind.ERROR, Kind.ABORT):
         _check_error_extra(extra, with_call=kind is Kind.ERROR)
     elif kind is Kind.DATA:

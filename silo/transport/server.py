@@ -198,14 +198,17 @@ class Server:
         value: object = None,
         decode_error: SerializationError | None = None,
         size: int = 0,
+        checked: bool = False,
     ) -> str | None:
-        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime.
-        Returns a reason to refuse it, or ``None``."""
-        if header.job != self._job:
-            return self._gate.job_mismatch(header.job)
-        impostor = self._gate.impostor(header, peer)
-        if impostor is not None:
-            return impostor
+        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime
+        (its job and source already ``checked``, or checked here first). Returns a reason to
+        refuse it, or ``None``."""
+        if not checked:
+            if header.job != self._job:
+                return self._gate.job_mismatch(header.job)
+            impostor = self._gate.impostor(header, peer)
+            if impostor is not None:
+                return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
             return None
         if self._tracing is not None:
@@ -296,8 +299,8 @@ class Server:
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
-            return self._dispatch(header, peer, decode_error=exc)
-        return self._dispatch(header, peer, value)
+            return self._dispatch(header, peer, decode_error=exc, checked=True)
+        return self._dispatch(header, peer, value, checked=True)
 
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
