@@ -355,11 +355,16 @@ class Runtime(Inbound, Outbound, Execution):
             loop.call_soon_threadsafe(self._released, object_id)
             return
         fut = self._objects.get(object_id)
-        if fut is None or fut.done():
+        if fut is None:
+            # Never in this party's table (a call that neither runs here nor is consumed or
+            # asked for here), so never pushed either: nothing per peer to forget.
+            self.call_log.forget(object_id)
+            return
+        if fut.done():
             self.call_log.forget(object_id)
             for peer in self.peers:
                 self._pushed.discard((object_id, peer))
-        if fut is None or self.shutdown_request is not None:
+        if self.shutdown_request is not None:
             return
         if not fut.done():
             fut.add_done_callback(lambda _: self._released(object_id))
