@@ -17,6 +17,7 @@ from . import (
     fanin,
     machine,
     memory,
+    peer_loss,
     report,
     scale,
     startup,
@@ -26,7 +27,8 @@ from . import (
 from .harness import ROOT, BenchError, Figure, Settings
 
 MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (tiny, transfer, error_latency, startup, fanin, memory, scale, executors)
+    m.NAME: m
+    for m in (tiny, transfer, error_latency, peer_loss, startup, fanin, memory, scale, executors)
 }
 RUNNERS: dict[str, Callable[[Settings], list[Figure]]] = {
     name: module.run for name, module in MODULES.items()

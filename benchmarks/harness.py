@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import signal
 import socket
 import statistics
 import subprocess
@@ -51,6 +52,8 @@ class Spec:
     module: str
     func: str
     kwargs: dict[str, Any]
+    #: The party kills itself with SIGKILL on purpose (after printing its result).
+    killed_ok: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,11 @@ def _parse(role: str, out: IO[bytes], err: IO[bytes]) -> dict[str, Any]:
     raise BenchError(f"party {role} printed no result; stderr:\n{_tail(err)}")
 
 
-def _wait_all(procs: list[subprocess.Popen[bytes]], deadline: float) -> int | None:
-    """Wait until every process exited or one failed; returns the index of a failed one."""
+def _wait_all(
+    procs: list[subprocess.Popen[bytes]], deadline: float, killed_ok: Sequence[bool]
+) -> int | None:
+    """Wait until every process exited or one failed (a SIGKILL is no failure where
+    ``killed_ok`` says so); returns the index of a failed one."""
     running = dict(enumerate(procs))
     fds: list[int] = []
     with selectors.DefaultSelector() as sel:
@@ -143,7 +149,7 @@ def _wait_all(procs: list[subprocess.Popen[bytes]], deadline: float) -> int | No
                     i: int = key.data
                     sel.unregister(key.fd)
                     code = running.pop(i).wait()
-                    if code != 0:
+                    if code != 0 and not (killed_ok[i] and code == -signal.SIGKILL):
                         return i
         finally:
             for fd in fds:
@@ -177,7 +183,7 @@ def run_parties(
             spawned.append(time.monotonic_ns())
             procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, env=child_env, cwd=ROOT))
         try:
-            failed = _wait_all(procs, time.monotonic() + timeout)
+            failed = _wait_all(procs, time.monotonic() + timeout, [s.killed_ok for s in specs])
         except TimeoutError:
             raise BenchError(
                 f"{specs[0].module}: parties still running after {timeout:.0f} s; stderr of "

@@ -17,7 +17,8 @@ from . import raw
 from .harness import Figure, Settings, Spec, addresses, loop_name, run_parties
 
 NAME = "tiny"
-TARGET_MS = 0.6
+#: A round at most this many raw websocket round trips of the same run (issue 13).
+TARGET_RTT = 1.7
 RAYFED_MS = "17-19 ms"
 
 
@@ -99,14 +100,14 @@ def run(settings: Settings) -> list[Figure]:
             loop_name(uvloop),
             "ms/round",
             samples,
-            target=f"<= {TARGET_MS} ms",
+            target=f"<= {TARGET_RTT}x ws RTT = {TARGET_RTT * ws_fig.median:.3f} ms",
             note=(
                 f"CPU per round (all threads): alice "
                 f"{statistics.median(c[0] for c in cpu):.3f} ms, bob "
                 f"{statistics.median(c[1] for c in cpu):.3f} ms"
             ),
         )
-        fig.met = fig.median <= TARGET_MS
+        fig.met = fig.median <= TARGET_RTT * ws_fig.median
         fig.baseline = (
             f"ws RTT {ws_fig.median:.3f} ms ({fig.median / ws_fig.median:.1f}x); "
             f"RayFed {RAYFED_MS} (measured elsewhere)"

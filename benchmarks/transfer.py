@@ -24,7 +24,11 @@ NAME = "transfer"
 MIB = 1 << 20
 TARGET_SHARE = 0.5
 TARGET_SIZE = 256 * MIB
+#: Mid-size transfers with the same target (issue 13).
+MID_SIZES = (1 * MIB, 4 * MIB, 16 * MIB)
 RAYFED = "RayFed 62 MiB/s at 256 MiB (measured elsewhere)"
+#: Per (uvloop, size): each run's (floor ms, alice CPU ms, bob CPU ms) per transfer.
+DETAILS: dict[tuple[bool, int], list[tuple[float, float, float]]] = {}
 
 
 @silo.remote
@@ -53,6 +57,7 @@ async def party(
     party: str, addresses: dict[str, str], nbytes: int, reps: int, uvloop: bool
 ) -> dict[str, Any]:
     seconds: list[float] = []
+    floor: list[float] = []
     cpu: list[float] = []
     async with silo.init(addresses, party, job_name="bench-transfer", logging_level="warning"):
         warm = make.party("alice").remote(2 * MIB // 8)
@@ -68,11 +73,23 @@ async def party(
                 raise AssertionError(f"wrong transfer: size {size}, checksum {check}")
             if rep == 0:
                 peak = peak_rss_mib()
-    return {"seconds": statistics.median(seconds), "cpu_seconds": cpu, "peak_rss_mib": peak}
+            # The same exchange with a one-element array: what any size pays.
+            tiny = make.party("alice").remote(1)
+            await silo.get(marker.party("alice").remote(tiny))
+            start = time.perf_counter()
+            await silo.get(consume.party("bob").remote(tiny))
+            floor.append(time.perf_counter() - start)
+    return {
+        "seconds": statistics.median(seconds),
+        "floor_seconds": statistics.median(floor),
+        "cpu_seconds": statistics.median(cpu),
+        "peak_rss_mib": peak,
+    }
 
 
 def one_run(settings: Settings, uvloop: bool, nbytes: int) -> tuple[float, float, float]:
-    """(MiB/s, alice peak RSS, bob peak RSS) of one fresh pair."""
+    """(MiB/s, alice peak RSS, bob peak RSS) of one fresh pair; :data:`DETAILS` gets the
+    run's floor (the same exchange of a one-element array) and CPU per transfer, in ms."""
     addrs = addresses(["alice", "bob"])
     kwargs = {"nbytes": nbytes, "reps": repetitions(nbytes)}
     outcomes = run_parties(
@@ -86,6 +103,9 @@ def one_run(settings: Settings, uvloop: bool, nbytes: int) -> tuple[float, float
         tag=f"transfer-{nbytes // MIB}MiB",
     )
     alice, bob = (o.result for o in outcomes)
+    DETAILS.setdefault((uvloop, nbytes), []).append(
+        (alice["floor_seconds"] * 1e3, alice["cpu_seconds"] * 1e3, bob["cpu_seconds"] * 1e3)
+    )
     return nbytes / MIB / alice["seconds"], alice["peak_rss_mib"], bob["peak_rss_mib"]
 
 
@@ -94,7 +114,7 @@ def _size_name(nbytes: int) -> str:
 
 
 def run(settings: Settings) -> list[Figure]:
-    sizes = [1 * MIB, 4 * MIB] if settings.smoke else [MIB, 16 * MIB, 256 * MIB, 1024 * MIB]
+    sizes = [MIB, 4 * MIB] if settings.smoke else [*MID_SIZES, 256 * MIB, 1024 * MIB]
     runs = settings.runs_for()
     figures: list[Figure] = []
     for nbytes in sizes:
@@ -119,8 +139,19 @@ def run(settings: Settings) -> list[Figure]:
             fig = Figure(NAME, f"{name} alice -> bob", loop_name(uvloop), "MiB/s", rates[uvloop])
             share = fig.median / base.median
             fig.baseline = f"socket {base.median:.0f} MiB/s ({share:.0%})"
+            details = DETAILS.get((uvloop, nbytes), [])
+            if details:
+                floor, alice_cpu, bob_cpu = (
+                    statistics.median(d[i] for d in details) for i in range(3)
+                )
+                fig.note = (
+                    f"{nbytes / MIB / fig.median * 1e3:.2f} ms per transfer, of which a "
+                    f"one-element array takes {floor:.2f} ms; CPU per transfer: alice "
+                    f"{alice_cpu:.2f} ms, bob {bob_cpu:.2f} ms"
+                )
             if nbytes == TARGET_SIZE:
                 fig.baseline += f"; {RAYFED}"
+            if nbytes == TARGET_SIZE or nbytes in MID_SIZES:
                 fig.target = f">= {TARGET_SHARE:.0%} of socket"
                 fig.met = share >= TARGET_SHARE
             limit = 2 * nbytes / MIB + 100

@@ -9,7 +9,8 @@ entry in the object table, :meth:`Intake.admit` decides:
 * the id is at or below the watermark, with no entry and no live :class:`FedObject` handle
   here: nothing in this party can ever ask for it (its handle was dropped and its value
   released, or the id was never issued): **drop** the value at once;
-* at or below the watermark with a live handle: **store** (the program may still use it);
+* at or below the watermark with a live handle to a peer's object: **store** (the program may
+  still use it); this party's own objects never come from a peer, so no handle admits them;
 * above the watermark: the peer's program is ahead of ours, which is legitimate; the value is
   **stored** as *unclaimed*, as long as the peer's unclaimed objects stay within ``max_count``
   objects and ``max_bytes`` bytes; beyond that the frame is **refused** with a reason naming
@@ -18,7 +19,8 @@ entry in the object table, :meth:`Intake.admit` decides:
 When this party's program issues a sequence id (:meth:`Intake.issue`), the unclaimed ids of that
 sequence are claimed: the usual release rule of the table applies from then on (a value goes
 when the program drops its last handle). Unclaimed ids the call does not have (an index beyond
-its outputs) are returned as orphans, for the runtime to forget. No I/O, no loop: synchronous
+its outputs, or any output of a call of this party's own) are returned as orphans, for the
+runtime to forget. No I/O, no loop: synchronous
 and unit-tested on its own.
 """
 
@@ -100,8 +102,10 @@ class Intake:
             return []
         seq = outputs[0].seq
         self._watermark = max(self._watermark, seq)
-        for obj in outputs:
-            self._handles[obj.id] = obj
+        if outputs[0].owner != self._party:
+            # Only a peer's objects arrive from peers: this party's own need no handle here.
+            for obj in outputs:
+                self._handles[obj.id] = obj
         orphans: list[ObjectId] = []
         while self._seqs and self._seqs[0] <= seq:
             for object_id in self._by_seq.pop(heapq.heappop(self._seqs)):

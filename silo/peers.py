@@ -234,7 +234,8 @@ class Peers:
             record.since_out = now
         else:
             record.since_in = now
-        self.fire(peer, LinkEvent.HEARD)
+        if record.state is not LinkState.UP:
+            self.fire(peer, LinkEvent.HEARD)
 
     def reported(self, peer: str, activity: Activity) -> None:
         """Keep ``activity``, what ``peer`` reports doing now (an unknown peer is ignored)."""

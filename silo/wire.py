@@ -16,7 +16,9 @@ ERROR      ``[origin, type_name, message, traceback, call, site]`` (``type_name`
            (``[name, call id]``) when it began in one. Plain msgpack, never pickled.
 ABORT      as ERROR, not tied to an object (``call`` empty): the sender stopped on
            an error
-ACK        nil: the receiver stored message ``msg_id``
+ACK        nil or ``[msg_id, ...]``: the receiver stored message ``msg_id`` and the
+           others listed (at most :data:`MAX_ACKS`); answers to websocket DATA frames
+           are batched this way
 REJECT     a reason string: the receiver refused ``msg_id`` for good
 HEARTBEAT  nil or a small map (room for the sender's activity): sent by both ends of every
            websocket every ``heartbeat_interval_ms``; never answered
@@ -45,7 +47,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -62,6 +64,7 @@ __all__ = [
     "CLOSE_ABORT",
     "CLOSE_GOODBYE",
     "DIVERGED",
+    "MAX_ACKS",
     "MAX_CALL_NAME",
     "PEER_UNAVAILABLE",
     "PROTOCOL_VERSION",
@@ -73,6 +76,7 @@ __all__ = [
     "decode_data",
     "decode_frame",
     "decode_header",
+    "encode_ack",
     "encode_data",
     "encode_header",
     "began_in",
@@ -92,6 +96,8 @@ MAX_HEADER = 1 << 20
 #: Out-of-band buffers one DATA frame may list: each costs the receiver an object whatever its
 #: length, so their number is bounded too. A value with more travels with them in its pickle.
 MAX_BUFFERS = 1 << 16
+#: Message ids one ACK frame may acknowledge beside its own ``msg_id``.
+MAX_ACKS = 4096
 #: The longest trace context a header may carry (a W3C ``traceparent`` is 55 characters).
 MAX_TRACE = 256
 #: The longest call fingerprint a DATA or ERROR frame carries (longer names are truncated).
@@ -109,6 +115,8 @@ class Kind(IntEnum):
     HEARTBEAT = 6
     GOODBYE = 7
 
+
+_KINDS = {int(k): k for k in Kind}
 
 _SILO_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -195,14 +203,15 @@ def began_in(exc: BaseException, name: str, seq: int) -> None:
             pass
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
+    """A decoded frame header (a tuple: one is made per frame, on the hot path)."""
+
     kind: Kind
     job: str
     src: str
     msg_id: int = 0
     seq: int = 0
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # shadows tuple.index, as intended
     extra: Any = None
     version: int = PROTOCOL_VERSION
     #: Optional W3C ``traceparent`` (:mod:`silo.tracing`): a ninth header field, present only
@@ -223,6 +232,10 @@ class Header:
         """``(pickle_len, buffer_lens)`` of a DATA header (validated by :func:`decode_header`)."""
         return self.extra[0], self.extra[1]
 
+    def acked(self) -> list[int]:
+        """The message ids an ACK header acknowledges (validated by :func:`decode_header`)."""
+        return [self.msg_id, *self.extra] if self.extra else [self.msg_id]
+
     @property
     def call(self) -> str:
         """The fingerprint of the call a DATA or ERROR frame is about; ``""`` when absent."""
@@ -233,8 +246,7 @@ class Header:
         return ""
 
 
-@dataclass(frozen=True)
-class OutFrame:
+class OutFrame(NamedTuple):
     """An encoded frame: the prefixed header and the body segments, which are not copied."""
 
     header: Header
@@ -293,6 +305,14 @@ def _is_site(value: object) -> bool:
     )
 
 
+def _is_id_list(extra: object) -> bool:
+    return (
+        isinstance(extra, list)
+        and len(extra) <= MAX_ACKS
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in extra)
+    )
+
+
 def _check_error_extra(extra: object, *, with_call: bool) -> None:
     if not (
         isinstance(extra, list)
@@ -339,19 +359,30 @@ def decode_header(raw: bytes | memoryview) -> Header:
         raise ProtocolError(
             f"protocol version {version!r} is not supported (this party speaks {PROTOCOL_VERSION})"
         )
-    try:
-        kind = Kind(kind)
-    except ValueError:
-        raise ProtocolError(f"unknown frame kind {kind!r}") from None
-    if not (isinstance(job, str) and isinstance(src, str)):
+    kind = _KINDS.get(kind) if type(kind) is int else None
+    if kind is None:
+        raise ProtocolError(f"unknown frame kind {fields[1]!r}")
+    if type(job) is not str or type(src) is not str:
         raise ProtocolError("frame job and source party must be strings")
-    for name, value in (("msg_id", msg_id), ("seq", seq), ("index", index)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ProtocolError(f"frame {name} must be a non-negative integer, got {value!r:.50}")
+    if not (
+        type(msg_id) is int
+        and type(seq) is int
+        and type(index) is int
+        and msg_id >= 0
+        and seq >= 0
+        and index >= 0
+    ):
+        for name, value in (("msg_id", msg_id), ("seq", seq), ("index", index)):
+            if type(value) is not int or value < 0:
+                raise ProtocolError(
+                    f"frame {name} must be a non-negative integer, got {value!r:.50}"
+                )
     if kind in (Kind.ERROR, Kind.ABORT):
         _check_error_extra(extra, with_call=kind is Kind.ERROR)
     elif kind is Kind.DATA:
         _check_data_extra(extra)
+    elif kind is Kind.ACK and not (extra is None or _is_id_list(extra)):
+        raise ProtocolError(f"malformed acknowledged ids: {extra!r:.200}")
     elif kind is Kind.REJECT and not isinstance(extra, str):
         raise ProtocolError("reject frame without a reason")
     elif kind is Kind.HEARTBEAT and not (
@@ -404,6 +435,13 @@ def encode_control(
     """A frame with no body (ERROR, ABORT, ACK, REJECT, HEARTBEAT, GOODBYE)."""
     header = Header(kind, job, src, msg_id, object_id[0], object_id[1], extra)
     return OutFrame(header, encode_header(header), ())
+
+
+def encode_ack(job: str, src: str, msg_ids: Sequence[int]) -> bytes:
+    """One ACK frame (prefixed header, no body) for the non-empty ``msg_ids``, at most
+    :data:`MAX_ACKS` + 1 of them."""
+    rest = list(msg_ids[1:]) or None
+    return encode_control(Kind.ACK, job, src, msg_ids[0], extra=rest).head
 
 
 def decode_data(

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("tiny", "transfer", "error", "startup", "fanin", "memory", "scale", "executors")
+BENCHMARKS = (
+    "tiny",
+    "transfer",
+    "error",
+    "peerloss",
+    "startup",
+    "fanin",
+    "memory",
+    "scale",
+    "executors",
+)
 
 
 @pytest.mark.timeout(180)

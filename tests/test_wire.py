@@ -20,6 +20,7 @@ from silo.errors import (
     SerializationError,
 )
 from silo.wire import (
+    MAX_ACKS,
     MAX_CALL_NAME,
     PREFIX,
     ErrorInfo,
@@ -27,6 +28,7 @@ from silo.wire import (
     began_in,
     decode_data,
     decode_frame,
+    encode_ack,
     encode_control,
     encode_data,
     error_fields,
@@ -251,3 +253,13 @@ def test_any_corrupted_frame_is_a_protocol_error_or_decodes() -> None:
                 decode_data(header, body, {"numpy": "*"})
         except (ProtocolError, SerializationError):
             pass
+
+
+def test_an_ack_lists_the_ids_it_acknowledges_and_nothing_else() -> None:
+    header, _ = decode_frame(encode_ack("job", "bob", [3, 4, 9]))
+    assert header.kind is Kind.ACK and header.acked() == [3, 4, 9]
+    single, _ = decode_frame(encode_ack("job", "bob", [5]))
+    assert single.extra is None and single.acked() == [5]
+    for bad in (["x"], [0], [True], list(range(1, MAX_ACKS + 2)), {"a": 1}):
+        with pytest.raises(ProtocolError, match="acknowledged ids"):
+            decode_frame(encode_control(Kind.ACK, "job", "bob", 1, extra=bad).join())

@@ -22,7 +22,11 @@ __all__ = [
     "HEADER_PARTY",
     "HEADER_PROTOCOL",
     "HEADER_REFUSAL",
+    "BULK_PATH",
+    "BULK_STREAMS",
+    "BULK_UPGRADE",
     "INLINE_LIMIT",
+    "WS_MAX_MESSAGE",
     "WS_PATH",
     "FrameSink",
     "Transport",
@@ -33,16 +37,27 @@ __all__ = [
 WS_PATH = f"/silo/v{PROTOCOL_VERSION}/ws"
 DATA_PATH = f"/silo/v{PROTOCOL_VERSION}/data"
 CONTROL_PATH = f"/silo/v{PROTOCOL_VERSION}/control"
+#: Upgraded to a bulk stream (:mod:`silo.transport.stream`): DATA frames over INLINE_LIMIT.
+BULK_PATH = f"/silo/v{PROTOCOL_VERSION}/bulk"
+BULK_UPGRADE = "silo-bulk"
+#: Bulk streams a party keeps open towards one peer; a listener accepts twice as many from one
+#: peer (room for streams a reconnection left behind) and answers 429 beyond, so an
+#: authenticated peer cannot pile up connections.
+BULK_STREAMS = 8
 HEADER_JOB = "X-Silo-Job"
 HEADER_PARTY = "X-Silo-Party"
 HEADER_PROTOCOL = "X-Silo-Protocol"
 HEADER_REFUSAL = "X-Silo-Refusal"
 HEADER_OBJECT = "X-Silo-Object"
 
-#: Frames up to this size travel as one websocket message; larger ones are streamed in an HTTP
-#: request of their own, buffer by buffer, so nothing large is joined, masked or copied whole and
-#: small frames never queue behind a large transfer.
-INLINE_LIMIT = 4 << 20
+#: DATA frames up to this size travel as one websocket message; larger ones go on a bulk stream
+#: (a long-lived connection per peer and frame in flight, read straight into each buffer's final
+#: memory), so nothing large is joined, masked or copied in user space, and small frames never
+#: queue behind a large transfer.
+INLINE_LIMIT = 64 << 10
+#: The largest websocket message a listener takes (peers before the bulk streams sent up to
+#: 4 MiB inline).
+WS_MAX_MESSAGE = (4 << 20) + (64 << 10)
 
 
 class FrameSink(Protocol):

@@ -52,6 +52,7 @@ from .base import (
     INLINE_LIMIT,
     WS_PATH,
 )
+from .outstream import StreamPool, StreamRefused
 from .upload import Broken, Stalled, post_frame
 
 __all__ = ["PeerLink"]
@@ -103,7 +104,10 @@ class PeerLink:
         scheme = "https" if ssl_context else "http"
         host = f"[{address.host}]" if ":" in address.host else address.host
         self._base = f"{scheme}://{host}:{address.port}"
+        self._address = address
         self._session: aiohttp.ClientSession | None = None
+        self._streams: StreamPool | None = None
+        self._bulk_ok = True
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._generation = 0
         #: Set while a websocket is open and every earlier frame has been written on it.
@@ -134,6 +138,7 @@ class PeerLink:
             HEADER_PARTY: self._party,
             HEADER_PROTOCOL: str(PROTOCOL_VERSION),
         }
+        self._streams = StreamPool(self._address, headers=headers, ssl_context=self._ssl)
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=32)
         self._session = aiohttp.ClientSession(
             headers=headers,
@@ -173,6 +178,8 @@ class PeerLink:
         except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
             pass
         finally:
+            if self._streams is not None:
+                self._streams.close()
             if self._runner is not None:
                 self._runner.cancel()
                 await asyncio.gather(self._runner, return_exceptions=True)
@@ -188,8 +195,10 @@ class PeerLink:
         peer is over (finished, lost, refused, or this party closing) or after ``max_attempts``
         writes. Cancellation abandons the frame.
         """
-        if control or frame.nbytes > INLINE_LIMIT:
-            await self._post(CONTROL_PATH if control else DATA_PATH, frame)
+        if control:
+            await self._post(CONTROL_PATH, frame)
+        elif frame.nbytes > INLINE_LIMIT and frame.header.kind is Kind.DATA:
+            await self._post(DATA_PATH, frame, bulk=True)
         else:
             await self._send_inline(frame)
 
@@ -270,18 +279,24 @@ class PeerLink:
         for pending in list(self._pending.values()):
             self._settle(pending, self._failure(why, pending.object_id, rejected))
 
-    async def _post(self, path: str, frame: OutFrame) -> None:
-        """Send ``frame`` as an HTTP request, retried on a new connection when it breaks."""
+    async def _post(self, path: str, frame: OutFrame, *, bulk: bool = False) -> None:
+        """Send ``frame`` as an HTTP request (or on a bulk stream), retried on a new connection
+        when it breaks."""
         object_id = self._object_id(frame)
         nbytes = frame.nbytes
         self._counters.bytes_in_flight += nbytes
         try:
-            await self._post_attempts(path, frame, object_id, nbytes)
+            await self._post_attempts(path, frame, object_id, nbytes, bulk)
         finally:
             self._counters.bytes_in_flight -= nbytes
 
     async def _post_attempts(
-        self, path: str, frame: OutFrame, object_id: tuple[int, int] | None, nbytes: int
+        self,
+        path: str,
+        frame: OutFrame,
+        object_id: tuple[int, int] | None,
+        nbytes: int,
+        bulk: bool,
     ) -> None:
         policy = self._comm.retry_policy
         attempt = 0
@@ -294,7 +309,10 @@ class PeerLink:
             else:
                 self._count.retries += 1
             try:
-                await self._post_once(path, frame, object_id)
+                if bulk and self._bulk_ok:
+                    await self._bulk_once(frame, object_id)
+                else:
+                    await self._post_once(path, frame, object_id)
                 return
             except Broken as exc:
                 if self._over.is_set():
@@ -339,6 +357,36 @@ class PeerLink:
             header, _ = decode_frame(body)
         except ProtocolError as exc:
             raise Broken(f"malformed answer from {self.peer!r}: {exc}") from exc
+        if header.kind is Kind.REJECT:
+            raise self._failure(str(header.extra), object_id, rejected=True)
+
+    async def _bulk_once(self, frame: OutFrame, object_id: tuple[int, int] | None) -> None:
+        """One exchange on a bulk stream; raises like :meth:`_post_once`."""
+        assert self._streams is not None
+        try:
+            header = await self._streams.send(frame, self._comm.timeout_s)
+        except Stalled:
+            raise self._failure(
+                f"no progress for {self._comm.timeout_in_ms} ms "
+                f"(the frame stopped moving or no answer came)",
+                object_id,
+            ) from None
+        except StreamRefused as exc:
+            if exc.status == 404:
+                # A peer without bulk streams: large frames go as requests of their own.
+                self._log.debug("%s has no bulk streams; posting large frames", self.peer)
+                self._bulk_ok = False
+                await self._post_once(DATA_PATH, frame, object_id)
+                return
+            if exc.status == 429:
+                # The peer holds as many of our streams as it takes (some left by a
+                # reconnection): this frame goes as a request of its own.
+                await self._post_once(DATA_PATH, frame, object_id)
+                return
+            if exc.status in _REFUSED_STATUSES:
+                raise self._failure(exc.reason, object_id, rejected=True) from None
+            raise Broken(str(exc)) from None
+        self._peers.heard(self.peer, outgoing=True)
         if header.kind is Kind.REJECT:
             raise self._failure(str(header.extra), object_id, rejected=True)
 
@@ -482,7 +530,12 @@ class PeerLink:
             except ProtocolError as exc:
                 self._log.warning("malformed answer from %s: %s", self.peer, exc)
                 continue
-            if header.kind in (Kind.ACK, Kind.REJECT):
+            if header.kind is Kind.ACK:
+                for msg_id in header.acked():
+                    pending = self._pending.get(msg_id)
+                    if pending is not None:
+                        self._settle(pending, header)
+            elif header.kind is Kind.REJECT:
                 pending = self._pending.get(header.msg_id)
                 if pending is not None:
                     self._settle(pending, header)

@@ -57,26 +57,29 @@ from ..wire import (
     decode_frame,
     encode_control,
 )
+from .acks import AckBatch
 from .base import (
+    BULK_PATH,
+    BULK_STREAMS,
+    BULK_UPGRADE,
     CONTROL_PATH,
     DATA_PATH,
     HEADER_OBJECT,
     HEADER_PARTY,
-    INLINE_LIMIT,
+    WS_MAX_MESSAGE,
     WS_PATH,
     FrameSink,
 )
 from .bulk import receive_body
 from .gate import Gate, refusal_response
 from .prefault import PrefaultSlots
+from .stream import StreamReceiver
 from .tls import PeerTrust
 
 __all__ = ["Server"]
 
 _CONTROL_MAX = 1 << 20
 _SHUTDOWN_GRACE = 2.0
-#: Well-behaved peers put at most INLINE_LIMIT bytes in one websocket message.
-_WS_MAX = INLINE_LIMIT + (64 << 10)
 
 
 class Server:
@@ -117,6 +120,7 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._streams: dict[asyncio.Transport, str] = {}
         self._prefault_slots = PrefaultSlots()
         self._closed = False
         self._gate = Gate(
@@ -135,6 +139,7 @@ class Server:
         app.router.add_get(WS_PATH, self._handle_ws)
         app.router.add_post(DATA_PATH, self._handle_data)
         app.router.add_post(CONTROL_PATH, self._handle_control)
+        app.router.add_get(BULK_PATH, self._handle_bulk)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE
         )
@@ -182,6 +187,8 @@ class Server:
                 pass
 
         await asyncio.gather(*(close(ws) for ws in list(self._sockets)))
+        for transport in list(self._streams):
+            transport.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -192,14 +199,17 @@ class Server:
         value: object = None,
         decode_error: SerializationError | None = None,
         size: int = 0,
+        checked: bool = False,
     ) -> str | None:
-        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime.
-        Returns a reason to refuse it, or ``None``."""
-        if header.job != self._job:
-            return self._gate.job_mismatch(header.job)
-        impostor = self._gate.impostor(header, peer)
-        if impostor is not None:
-            return impostor
+        """Hand a frame of ``size`` bytes that arrived on ``peer``'s connection to the runtime
+        (its job and source already ``checked``, or checked here first). Returns a reason to
+        refuse it, or ``None``."""
+        if not checked:
+            if header.job != self._job:
+                return self._gate.job_mismatch(header.job)
+            impostor = self._gate.impostor(header, peer)
+            if impostor is not None:
+                return impostor
         if header.msg_id and not self._peer_table.accept(header.src, header.msg_id):
             return None
         if self._tracing is not None:
@@ -250,22 +260,23 @@ class Server:
         refusal = admission.reason if admission.verdict is Verdict.REFUSE else None
         return admission.verdict, refusal
 
-    def _receive_inline(self, frame: bytes, peer: str) -> tuple[int, str | None]:
+    def _receive_inline(self, frame: bytes, peer: str) -> tuple[Kind, int, str | None]:
         """Decode and dispatch one whole frame from ``peer``'s connection; returns
-        ``(msg_id, refusal or None)``.
+        ``(kind, msg_id, refusal or None)``.
 
         A heartbeat returns msg_id 0: it is not answered.
         """
         header, body = decode_frame(frame)
-        if header.kind is Kind.HEARTBEAT:
+        kind = header.kind
+        if kind is Kind.HEARTBEAT:
             note_activity(self._peer_table, peer, header.extra, self._log)
-            return 0, None
+            return kind, 0, None
         count = self._counters.peer(peer)
         count.frames_received += 1
         count.bytes_received += len(frame)
-        if header.kind is not Kind.DATA:
-            return header.msg_id, self._dispatch(header, peer, size=len(frame))
-        return header.msg_id, self._deliver_data(header, body, len(frame), peer)
+        if kind is not Kind.DATA:
+            return kind, header.msg_id, self._dispatch(header, peer, size=len(frame))
+        return kind, header.msg_id, self._deliver_data(header, body, len(frame), peer)
 
     def _deliver_data(self, header: Header, body: Any, size: int, peer: str) -> str | None:
         """Check, decode and dispatch a DATA frame of ``size`` bytes from ``peer``'s connection;
@@ -289,8 +300,8 @@ class Server:
         try:
             value = decode_data(header, body, self._comm.serializing_allowed_list)
         except SerializationError as exc:
-            return self._dispatch(header, peer, decode_error=exc)
-        return self._dispatch(header, peer, value)
+            return self._dispatch(header, peer, decode_error=exc, checked=True)
+        return self._dispatch(header, peer, value, checked=True)
 
     def _answer(self, msg_id: int, refusal: str | None) -> bytes:
         if refusal is None:
@@ -304,12 +315,13 @@ class Server:
         if refusal is not None:
             self._gate.note_refusal(request, refusal)
             return refusal
-        ws = web.WebSocketResponse(max_msg_size=_WS_MAX, compress=False, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, compress=False, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
         peer = request.headers[HEADER_PARTY]
         self._peer_table.heard(peer, outgoing=False)
         beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
+        acks = AckBatch(ws, self._job, self._party)
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.BINARY:
@@ -318,18 +330,23 @@ class Server:
                     continue
                 self._peer_table.heard(peer, outgoing=False)
                 try:
-                    msg_id, refusal_text = self._receive_inline(msg.data, peer)
+                    kind, msg_id, refusal_text = self._receive_inline(msg.data, peer)
                 except ProtocolError as exc:
                     self._log.warning("malformed frame from %s, closing its channel: %s", peer, exc)
                     await ws.close(code=1002, message=str(exc)[:120].encode())
                     break
                 if msg_id == 0:
                     continue
+                if kind is Kind.DATA and refusal_text is None:
+                    acks.add(msg_id)
+                    continue
+                acks.flush()
                 try:
                     await ws.send_bytes(self._answer(msg_id, refusal_text))
                 except ConnectionError:
                     break
         finally:
+            acks.close()
             beats.cancel()
             await asyncio.gather(beats, return_exceptions=True)
         return ws
@@ -388,6 +405,61 @@ class Server:
         count.bytes_received += length
         refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
+
+    async def _handle_bulk(self, request: web.Request) -> web.StreamResponse:
+        """A peer's bulk stream (:mod:`.stream`): upgraded, then read until it closes."""
+        refusal = self._gate.refuse(request)
+        if refusal is not None:
+            return refusal
+        if request.headers.get("Upgrade", "").lower() != BULK_UPGRADE:
+            return web.Response(status=400, text=f"a bulk stream needs Upgrade: {BULK_UPGRADE}")
+        transport = request.transport
+        if transport is None or self._closed:
+            return web.Response(status=400, text="connection closed")
+        peer = request.headers[HEADER_PARTY]
+        if sum(1 for owner in self._streams.values() if owner == peer) >= 2 * BULK_STREAMS:
+            return refusal_response(429, f"{peer} has {2 * BULK_STREAMS} bulk streams open")
+        self._peer_table.heard(peer, outgoing=False)
+        response = web.StreamResponse(
+            status=101, headers={"Upgrade": BULK_UPGRADE, "Connection": "Upgrade"}
+        )
+        await response.prepare(request)
+        receiver = StreamReceiver(
+            transport,
+            request.protocol,
+            limit=self._comm.messages_max_size_in_bytes,
+            timeout=self._comm.timeout_s,
+            on_frame=lambda header, parts, size: self._stream_frame(header, parts, size, peer),
+            on_too_large=lambda size, msg_id, object_id: self._stream_too_large(
+                size, msg_id, object_id, peer
+            ),
+            on_error=lambda exc: self._log.warning("dropped the bulk stream of %s: %s", peer, exc),
+            slots=self._prefault_slots,
+        )
+        self._streams[transport] = peer
+        try:
+            transport.set_protocol(receiver)
+            if not transport.is_reading():
+                transport.resume_reading()
+            await receiver.closed
+        finally:
+            self._streams.pop(transport, None)
+            transport.close()
+        return response
+
+    def _stream_frame(self, header: Header, parts: list[Any], size: int, peer: str) -> bytes:
+        """A whole DATA frame off ``peer``'s bulk stream: the answer to write back."""
+        self._peer_table.heard(peer, outgoing=False)
+        count = self._counters.peer(peer)
+        count.frames_received += 1
+        count.bytes_received += size
+        return self._answer(header.msg_id, self._deliver_data(header, parts, size, peer))
+
+    def _stream_too_large(self, size: int, msg_id: int, object_id: ObjectId, peer: str) -> bytes:
+        self._peer_table.heard(peer, outgoing=False)
+        text = self._too_large(size)
+        self._refuse_object(peer, object_id, text)
+        return self._answer(msg_id, text)
 
     async def _handle_control(self, request: web.Request) -> web.StreamResponse:
         refusal = self._gate.refuse(request)

@@ -1,0 +1,145 @@
+"""The receiving end of a bulk stream: DATA frames back to back on one long-lived connection.
+
+A peer opens a bulk stream with an HTTP upgrade on ``BULK_PATH`` (checked by the listener's gate
+like every request); from then on the connection carries, in each direction:
+
+* peer to us: ``STREAM_PREFIX`` (``u64 length | u64 msg_id | u64 seq | u32 index``) and a whole
+  DATA frame of ``length`` bytes, again and again;
+* us to peer: one ACK or REJECT frame per DATA frame, in order.
+
+Each frame's body is read by a :class:`~.bulk.BodyReceiver` straight into the memory its buffers
+will live in (one kernel copy, as on the ``DATA_PATH``), with the same checks: the header is
+believed no further than the announced length, memory is committed as bytes arrive, and a frame
+that stops arriving for ``timeout`` seconds aborts the connection. A frame whose announced
+length exceeds ``limit`` is read into a small scratch buffer and thrown away, then refused
+(``msg_id`` and the object id in the prefix say what to refuse); nothing of it is allocated. A
+malformed frame breaks the stream: the connection is closed (the sender replays what was not
+answered on a new one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ProtocolError
+from ..wire import Header
+from .bulk import BodyReceiver
+from .prefault import PrefaultSlots
+
+__all__ = ["STREAM_PREFIX", "StreamReceiver"]
+
+STREAM_PREFIX = struct.Struct("!QQQI")
+_SKIP_CHUNK = 1 << 16
+
+#: ``(header, parts, length)`` of a whole frame -> the answer to write back.
+OnFrame = Callable[[Header, list[Any], int], bytes]
+#: ``(length, msg_id, object_id)`` of a frame over the limit (thrown away) -> the answer.
+OnTooLarge = Callable[[int, int, tuple[int, int]], bytes]
+
+
+class StreamReceiver(asyncio.BufferedProtocol):
+    """Reads frames off one upgraded connection until it closes. ``closed`` resolves then.
+
+    ``previous`` (aiohttp's protocol for the connection) is told when the connection is lost.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        previous: asyncio.BaseProtocol,
+        *,
+        limit: int,
+        timeout: float,
+        on_frame: OnFrame,
+        on_too_large: OnTooLarge,
+        on_error: Callable[[ProtocolError], None],
+        slots: PrefaultSlots | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._transport = transport
+        self._previous = previous
+        self._limit = limit
+        self._timeout = timeout
+        self._on_frame = on_frame
+        self._on_too_large = on_too_large
+        self._on_error = on_error
+        self._slots = slots
+        self._prefix = bytearray(STREAM_PREFIX.size)
+        self._have = 0
+        self._scratch = bytearray(_SKIP_CHUNK)
+        self._body: BodyReceiver | None = None
+        self._skip: tuple[int, int, tuple[int, int]] | None = None
+        self._skip_left = 0
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._body is not None:
+            return self._body.get_buffer(sizehint)
+        if self._skip is not None:
+            return memoryview(self._scratch)[: min(self._skip_left, _SKIP_CHUNK)]
+        return memoryview(self._prefix)[self._have :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._body is not None:
+            self._body_updated(self._body, nbytes)
+        elif self._skip is not None:
+            self._skip_left -= nbytes
+            if self._skip_left == 0:
+                length, msg_id, object_id = self._skip
+                self._skip = None
+                self._write(self._on_too_large(length, msg_id, object_id))
+        else:
+            self._have += nbytes
+            if self._have == STREAM_PREFIX.size:
+                self._have = 0
+                self._start(*STREAM_PREFIX.unpack(self._prefix))
+
+    def _start(self, length: int, msg_id: int, seq: int, index: int) -> None:
+        if length > self._limit:
+            self._skip = (length, msg_id, (seq, index))
+            self._skip_left = length
+            return
+        body = BodyReceiver(
+            length,
+            self._previous,
+            timeout=self._timeout,
+            transport=self._transport,
+            slots=self._slots,
+        )
+        if body.done.done():
+            self._finished(body)
+        else:
+            self._body = body
+
+    def _body_updated(self, body: BodyReceiver, nbytes: int) -> None:
+        body.buffer_updated(nbytes)
+        if body.done.done():
+            self._body = None
+            self._finished(body)
+
+    def _finished(self, body: BodyReceiver) -> None:
+        exc = body.done.exception()
+        if exc is not None:
+            self._on_error(exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc)))
+            self._transport.close()
+            return
+        header, parts = body.done.result()
+        self._write(self._on_frame(header, parts, body.received))
+
+    def _write(self, answer: bytes) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(answer)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.abandon()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._previous.connection_lost(exc)

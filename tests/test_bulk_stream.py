@@ -1,0 +1,215 @@
+"""Bulk streams: large DATA frames on a long-lived connection, checked like every other frame."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from silo.config import Address, CrossSiloCommConfig
+from silo.errors import SiloError
+from silo.intake import STORE, Admission
+from silo.log import party_logger
+from silo.transport.base import BULK_STREAMS
+from silo.transport.outstream import StreamPool, StreamRefused
+from silo.transport.server import Server
+from silo.transport.stream import STREAM_PREFIX
+from silo.transport.upload import Broken, Stalled
+from silo.wire import ErrorInfo, Kind, ObjectId, encode_data
+
+from multiparty import free_ports
+
+JOB = "bulk"
+HEADERS = {"X-Silo-Job": JOB, "X-Silo-Party": "alice", "X-Silo-Protocol": "1"}
+LIMIT = 8 << 20
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ObjectId, Any]] = []
+
+    def admit(self, src: str, object_id: ObjectId, nbytes: int) -> Admission:
+        return STORE
+
+    def deliver_data(self, src: str, object_id: ObjectId, value: object, call: str = "") -> None:
+        self.calls.append(("data", object_id, value))
+
+    def deliver_error(self, src: str, object_id: ObjectId, info: ErrorInfo, call: str = "") -> None:
+        self.calls.append(("error", object_id, info))
+
+    def deliver_refused(self, src: str, object_id: ObjectId, error: SiloError) -> None:
+        self.calls.append(("refused", object_id, str(error)))
+
+    def deliver_abort(self, src: str, info: ErrorInfo) -> None:
+        self.calls.append(("abort", (0, 0), info))
+
+
+@pytest.fixture
+async def bob() -> AsyncIterator[tuple[Server, Sink, Address]]:
+    (port,) = free_ports(1)
+    address = Address("127.0.0.1", port)
+    sink = Sink()
+    server = Server(
+        party="bob",
+        job=JOB,
+        peers={"alice"},
+        address=address,
+        sink=sink,
+        comm=CrossSiloCommConfig(messages_max_size_in_bytes=LIMIT, timeout_in_ms=2000),
+        log=party_logger("bob", JOB),
+    )
+    await server.start()
+    yield server, sink, address
+    await server.aclose()
+
+
+def frame(msg_id: int, seq: int, value: object) -> Any:
+    return encode_data(JOB, "alice", msg_id, (seq, 0), value, "make")
+
+
+async def test_frames_share_one_connection_and_arrive_whole(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    server, sink, address = bob
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+    try:
+        arrays = [np.arange(i, i + 200_000, dtype=np.float64) for i in range(3)]
+        answers = [await pool.send(frame(i + 1, i + 1, a), 5.0) for i, a in enumerate(arrays)]
+        assert [a.kind for a in answers] == [Kind.ACK] * 3
+        assert [a.msg_id for a in answers] == [1, 2, 3]
+        assert len(server._streams) == 1
+        assert [c[1] for c in sink.calls] == [(1, 0), (2, 0), (3, 0)]
+        for (_, _, got), want in zip(sink.calls, arrays, strict=True):
+            assert np.array_equal(got, want)
+            got[0] = -1.0  # rebuilt over private, writable memory
+    finally:
+        pool.close()
+
+
+async def test_a_frame_over_the_limit_is_refused_unread_and_the_stream_goes_on(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    server, sink, address = bob
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+    try:
+        big = await pool.send(frame(1, 1, np.zeros((LIMIT // 8) + 1)), 5.0)
+        assert big.kind is Kind.REJECT and "messages_max_size_in_bytes" in big.extra
+        assert sink.calls[0][:2] == ("refused", (1, 0))
+        small = await pool.send(frame(2, 2, np.ones(100_000)), 5.0)
+        assert small.kind is Kind.ACK and len(server._streams) == 1
+        assert sink.calls[1][:2] == ("data", (2, 0))
+    finally:
+        pool.close()
+
+
+async def test_a_malformed_frame_closes_only_its_stream(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    _, sink, address = bob
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    writer.write(
+        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        f"Upgrade: silo-bulk\r\n{head}\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    writer.write(STREAM_PREFIX.pack(100, 1, 1, 0) + b"\xff" * 100)
+    try:
+        rest = await asyncio.wait_for(reader.read(), 5.0)
+    except ConnectionResetError:  # closed with the frame's unread bytes still queued
+        rest = b""
+    assert rest == b""
+    writer.close()
+    assert sink.calls == []
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+    try:
+        assert (await pool.send(frame(2, 2, np.ones(100_000)), 5.0)).kind is Kind.ACK
+    finally:
+        pool.close()
+
+
+async def test_a_peer_cannot_pile_up_bulk_streams(bob: tuple[Server, Sink, Address]) -> None:
+    """A listener holds at most twice a sender's pool of streams per peer; beyond, 429, and the
+    streams it holds keep working."""
+    _, sink, address = bob
+    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    request = (
+        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        f"Upgrade: silo-bulk\r\n{head}\r\n"
+    ).encode()
+    held: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(2 * BULK_STREAMS):
+            reader, writer = await asyncio.open_connection(address.host, address.port)
+            held.append(writer)
+            writer.write(request)
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+        with pytest.raises(StreamRefused) as refused:
+            await pool.send(frame(1, 1, np.ones(100_000)), 5.0)
+        pool.close()
+        assert refused.value.status == 429 and "bulk streams open" in refused.value.reason
+        held.pop().close()
+        await asyncio.sleep(0.2)
+        pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+        try:
+            assert (await pool.send(frame(2, 2, np.ones(100_000)), 5.0)).kind is Kind.ACK
+        finally:
+            pool.close()
+    finally:
+        for writer in held:
+            writer.close()
+    assert [call[1] for call in sink.calls] == [(2, 0)]
+
+
+async def test_an_upgrade_of_another_job_is_refused_with_its_reason(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    _, sink, address = bob
+    pool = StreamPool(address, headers={**HEADERS, "X-Silo-Job": "other"}, ssl_context=None)
+    with pytest.raises(StreamRefused) as refused:
+        await pool.send(frame(1, 1, np.ones(100_000)), 5.0)
+    assert refused.value.status == 409 and "'other'" in refused.value.reason
+    assert sink.calls == []
+
+
+async def test_a_stream_closed_by_the_listener_fails_the_frame_as_broken(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    server, _, address = bob
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None)
+    try:
+        assert (await pool.send(frame(1, 1, np.ones(100_000)), 5.0)).kind is Kind.ACK
+        await server.aclose()
+        with pytest.raises(Broken):
+            await pool.send(frame(2, 2, np.ones(100_000)), 5.0)
+    finally:
+        pool.close()
+
+
+async def test_a_frame_the_peer_stops_taking_stalls_after_the_timeout() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: silo-bulk\r\n\r\n")
+
+    server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = StreamPool(Address("127.0.0.1", port), headers=HEADERS, ssl_context=None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(Stalled):
+            await pool.send(frame(1, 1, np.zeros(48 << 17)), 0.5)
+        assert 0.5 <= loop.time() - started < 0.5 + 3.0
+    finally:
+        pool.close()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
