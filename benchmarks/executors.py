@@ -99,7 +99,9 @@ async def party(
         graph_s = time.perf_counter() - start
         if result != expected:
             raise AssertionError(f"the graph gave {result}, expected {expected}")
-        client = runtime.executor.client if executor["kind"] == "dask" else None  # type: ignore[attr-defined]
+        client: Any = None
+        if executor["kind"] == "dask":
+            client = runtime.executor.client
         silo_s = raw_s = 0.0
         # In chunks, silo and Dask's client taking turns, so both see the cluster alike.
         for chunk in range(4):
