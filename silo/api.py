@@ -10,17 +10,9 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
 from . import context
-from .config import (
-    Config,
-    TLSConfig,
-    check_job_name,
-    check_plaintext,
-    check_tls_parties,
-    parse_addresses,
-    parse_config,
-    parse_tls_config,
-)
+from .config import Config, TLSConfig, check_job_name, parse_config
 from .core import Core
+from .endpoints import check_plaintext, check_tls_parties, parse_addresses, parse_tls_config
 from .errors import (
     ConfigError,
     NoRuntimeError,

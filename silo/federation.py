@@ -27,12 +27,10 @@ from .config import (
     ExecutorConfig,
     TLSConfig,
     check_job_name,
-    check_plaintext,
-    parse_address,
     parse_config,
     parse_executor,
-    parse_fingerprint,
 )
+from .endpoints import check_plaintext, parse_address, parse_fingerprint
 from .errors import ConfigError
 from .log import LEVELS
 from .transport.tls import file_fingerprint

@@ -80,7 +80,7 @@ async def test_frames_share_one_connection_and_arrive_whole(
         answers = [await pool.send(frame(i + 1, i + 1, a), 5.0) for i, a in enumerate(arrays)]
         assert [a.kind for a in answers] == [Kind.ACK] * 3
         assert [a.msg_id for a in answers] == [1, 2, 3]
-        assert len(server._streams) == 1
+        assert len(server._bulk) == 1
         assert [c[1] for c in sink.calls] == [(1, 0), (2, 0), (3, 0)]
         for (_, _, got), want in zip(sink.calls, arrays, strict=True):
             assert np.array_equal(got, want)
@@ -99,7 +99,7 @@ async def test_a_frame_over_the_limit_is_refused_unread_and_the_stream_goes_on(
         assert big.kind is Kind.REJECT and "messages_max_size_in_bytes" in big.extra
         assert sink.calls[0][:2] == ("refused", (1, 0))
         small = await pool.send(frame(2, 2, np.ones(100_000)), 5.0)
-        assert small.kind is Kind.ACK and len(server._streams) == 1
+        assert small.kind is Kind.ACK and len(server._bulk) == 1
         assert sink.calls[1][:2] == ("data", (2, 0))
     finally:
         pool.close()

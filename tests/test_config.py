@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from silo.config import (
-    Config,
-    RetryPolicy,
-    parse_addresses,
-    parse_config,
-    parse_tls_config,
-)
+from silo.config import Config, RetryPolicy, parse_config
+from silo.endpoints import parse_addresses, parse_tls_config
 from silo.errors import ConfigError
 
 

@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 import silo
-from silo.config import (
-    Address,
-    TLSConfig,
-    check_plaintext,
-    check_tls_parties,
-    is_loopback,
-    parse_config,
-    parse_tls_config,
-)
+from silo.config import Address, TLSConfig, parse_config
+from silo.endpoints import check_plaintext, check_tls_parties, is_loopback, parse_tls_config
 from silo.errors import ConfigError
 from silo.federation import load_federation
 from silo.log import party_logger

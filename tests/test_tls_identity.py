@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 import yaml
 
-from silo.config import CrossSiloCommConfig, TLSConfig, parse_address
+from silo.config import CrossSiloCommConfig, TLSConfig
+from silo.endpoints import parse_address
 from silo.errors import SiloError
 from silo.intake import STORE, Admission
 from silo.log import party_logger

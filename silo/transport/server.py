@@ -60,8 +60,6 @@ from ..wire import (
 from .acks import AckBatch
 from .base import (
     BULK_PATH,
-    BULK_STREAMS,
-    BULK_UPGRADE,
     CONTROL_PATH,
     DATA_PATH,
     HEADER_OBJECT,
@@ -73,7 +71,7 @@ from .base import (
 from .bulk import receive_body
 from .gate import Gate, refusal_response
 from .prefault import PrefaultSlots
-from .stream import StreamReceiver
+from .stream import BulkListener
 from .tls import PeerTrust
 
 __all__ = ["Server"]
@@ -120,7 +118,6 @@ class Server:
         self._sock = sock
         self._runner: web.AppRunner | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self._streams: dict[asyncio.Transport, str] = {}
         self._prefault_slots = PrefaultSlots()
         self._closed = False
         self._gate = Gate(
@@ -132,6 +129,16 @@ class Server:
             trust=trust,
             timeout_s=comm.timeout_s,
         )
+        self._bulk = BulkListener(
+            refuse=self._gate.refuse,
+            heard=lambda peer: self._peer_table.heard(peer, outgoing=False),
+            on_frame=self._stream_frame,
+            on_too_large=self._stream_too_large,
+            limit=comm.messages_max_size_in_bytes,
+            timeout=comm.timeout_s,
+            log=log,
+            slots=self._prefault_slots,
+        )
 
     async def start(self) -> None:
         """Bind and listen. Raises :class:`AddressInUseError` naming the address if it is taken."""
@@ -139,7 +146,7 @@ class Server:
         app.router.add_get(WS_PATH, self._handle_ws)
         app.router.add_post(DATA_PATH, self._handle_data)
         app.router.add_post(CONTROL_PATH, self._handle_control)
-        app.router.add_get(BULK_PATH, self._handle_bulk)
+        app.router.add_get(BULK_PATH, self._bulk.handle)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE
         )
@@ -187,8 +194,7 @@ class Server:
                 pass
 
         await asyncio.gather(*(close(ws) for ws in list(self._sockets)))
-        for transport in list(self._streams):
-            transport.close()
+        self._bulk.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -405,47 +411,6 @@ class Server:
         count.bytes_received += length
         refusal_text = self._deliver_data(header, parts, length, peer)
         return _closing(web.Response(body=self._answer(header.msg_id, refusal_text)), request)
-
-    async def _handle_bulk(self, request: web.Request) -> web.StreamResponse:
-        """A peer's bulk stream (:mod:`.stream`): upgraded, then read until it closes."""
-        refusal = self._gate.refuse(request)
-        if refusal is not None:
-            return refusal
-        if request.headers.get("Upgrade", "").lower() != BULK_UPGRADE:
-            return web.Response(status=400, text=f"a bulk stream needs Upgrade: {BULK_UPGRADE}")
-        transport = request.transport
-        if transport is None or self._closed:
-            return web.Response(status=400, text="connection closed")
-        peer = request.headers[HEADER_PARTY]
-        if sum(1 for owner in self._streams.values() if owner == peer) >= 2 * BULK_STREAMS:
-            return refusal_response(429, f"{peer} has {2 * BULK_STREAMS} bulk streams open")
-        self._peer_table.heard(peer, outgoing=False)
-        response = web.StreamResponse(
-            status=101, headers={"Upgrade": BULK_UPGRADE, "Connection": "Upgrade"}
-        )
-        await response.prepare(request)
-        receiver = StreamReceiver(
-            transport,
-            request.protocol,
-            limit=self._comm.messages_max_size_in_bytes,
-            timeout=self._comm.timeout_s,
-            on_frame=lambda header, parts, size: self._stream_frame(header, parts, size, peer),
-            on_too_large=lambda size, msg_id, object_id: self._stream_too_large(
-                size, msg_id, object_id, peer
-            ),
-            on_error=lambda exc: self._log.warning("dropped the bulk stream of %s: %s", peer, exc),
-            slots=self._prefault_slots,
-        )
-        self._streams[transport] = peer
-        try:
-            transport.set_protocol(receiver)
-            if not transport.is_reading():
-                transport.resume_reading()
-            await receiver.closed
-        finally:
-            self._streams.pop(transport, None)
-            transport.close()
-        return response
 
     def _stream_frame(self, header: Header, parts: list[Any], size: int, peer: str) -> bytes:
         """A whole DATA frame off ``peer``'s bulk stream: the answer to write back."""

@@ -20,16 +20,21 @@ answered on a new one).
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+
 from ..errors import ProtocolError
 from ..wire import Header
+from .base import BULK_STREAMS, BULK_UPGRADE, HEADER_PARTY
 from .bulk import BodyReceiver
+from .gate import refusal_response
 from .prefault import PrefaultSlots
 
-__all__ = ["STREAM_PREFIX", "StreamReceiver"]
+__all__ = ["STREAM_PREFIX", "BulkListener", "StreamReceiver"]
 
 STREAM_PREFIX = struct.Struct("!QQQI")
 _SKIP_CHUNK = 1 << 16
@@ -38,6 +43,90 @@ _SKIP_CHUNK = 1 << 16
 OnFrame = Callable[[Header, list[Any], int], bytes]
 #: ``(length, msg_id, object_id)`` of a frame over the limit (thrown away) -> the answer.
 OnTooLarge = Callable[[int, int, tuple[int, int]], bytes]
+
+
+class BulkListener:
+    """The listener's side of bulk streams: the upgrade, at most ``2 * BULK_STREAMS`` streams
+    per peer (429 beyond: an authenticated peer cannot pile up connections), and the streams
+    open now, closed by :meth:`close`.
+
+    ``refuse`` is the listener's gate (a request it refuses gets its answer); ``on_frame`` and
+    ``on_too_large`` take ``peer`` as a last argument.
+    """
+
+    def __init__(
+        self,
+        *,
+        refuse: Callable[[web.Request], web.StreamResponse | None],
+        heard: Callable[[str], None],
+        on_frame: Callable[[Header, list[Any], int, str], bytes],
+        on_too_large: Callable[[int, int, tuple[int, int], str], bytes],
+        limit: int,
+        timeout: float,
+        log: logging.LoggerAdapter[Any],
+        slots: PrefaultSlots | None,
+    ) -> None:
+        self._refuse = refuse
+        self._heard = heard
+        self._on_frame = on_frame
+        self._on_too_large = on_too_large
+        self._limit = limit
+        self._timeout = timeout
+        self._log = log
+        self._slots = slots
+        self._open: dict[asyncio.Transport, str] = {}
+        self._closed = False
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """A peer's bulk stream: upgraded, then read until it closes."""
+        refusal = self._refuse(request)
+        if refusal is not None:
+            return refusal
+        if request.headers.get("Upgrade", "").lower() != BULK_UPGRADE:
+            return web.Response(status=400, text=f"a bulk stream needs Upgrade: {BULK_UPGRADE}")
+        transport = request.transport
+        if transport is None or self._closed:
+            return web.Response(status=400, text="connection closed")
+        peer = request.headers[HEADER_PARTY]
+        if sum(1 for owner in self._open.values() if owner == peer) >= 2 * BULK_STREAMS:
+            return refusal_response(429, f"{peer} has {2 * BULK_STREAMS} bulk streams open")
+        self._heard(peer)
+        response = web.StreamResponse(
+            status=101, headers={"Upgrade": BULK_UPGRADE, "Connection": "Upgrade"}
+        )
+        await response.prepare(request)
+        receiver = StreamReceiver(
+            transport,
+            request.protocol,
+            limit=self._limit,
+            timeout=self._timeout,
+            on_frame=lambda header, parts, size: self._on_frame(header, parts, size, peer),
+            on_too_large=lambda size, msg_id, object_id: self._on_too_large(
+                size, msg_id, object_id, peer
+            ),
+            on_error=lambda exc: self._log.warning("dropped the bulk stream of %s: %s", peer, exc),
+            slots=self._slots,
+        )
+        self._open[transport] = peer
+        try:
+            transport.set_protocol(receiver)
+            if not transport.is_reading():
+                transport.resume_reading()
+            await receiver.closed
+        finally:
+            self._open.pop(transport, None)
+            transport.close()
+        return response
+
+    def __len__(self) -> int:
+        """How many streams are open now."""
+        return len(self._open)
+
+    def close(self) -> None:
+        """Close every stream open now and refuse new ones. Idempotent."""
+        self._closed = True
+        for transport in list(self._open):
+            transport.close()
 
 
 class StreamReceiver(asyncio.BufferedProtocol):
