@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_MESSAGE = 2 * 1024**3
+#: The first wait before dialing a peer that does not listen yet (see connect_backoff_s).
+_CONNECT_BACKOFF_S = 0.005
 
 #: Keys RayFed users may carry over that silo spells differently, with the advice to give.
 _RAYFED_HINTS = {
@@ -76,6 +78,12 @@ class RetryPolicy:
         """Delay in seconds before retry number ``attempt`` (1 for the first retry)."""
         delay = self.initial_backoff_ms * self.backoff_multiplier ** max(0, attempt - 1)
         return min(delay, self.max_backoff_ms) / 1000.0
+
+    def connect_backoff_s(self, attempt: int) -> float:
+        """Waiting for a peer to start listening: poll fast at first (a refused connection on
+        the same network costs little), then back off to ``max_backoff_ms``."""
+        delay: float = _CONNECT_BACKOFF_S * 2.0 ** max(0, attempt - 1)
+        return min(delay, max(self.max_backoff_ms / 1000, _CONNECT_BACKOFF_S))
 
 
 @dataclass(frozen=True)

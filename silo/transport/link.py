@@ -52,14 +52,13 @@ from .base import (
     INLINE_LIMIT,
     WS_PATH,
 )
-from .outstream import StreamPool, StreamRefused
-from .upload import Broken, Stalled, post_frame
+from .outstream import StreamPool
+from .requests import REFUSED_STATUSES, Refused, Requests
+from .upload import Broken, Stalled
 
 __all__ = ["PeerLink"]
 
 _REFUSAL_GRACE_S = 2.0
-_CONNECT_BACKOFF_S = 0.005
-_REFUSED_STATUSES = frozenset({400, 403, 409, 411, 413})
 
 
 @dataclass(eq=False)
@@ -107,7 +106,7 @@ class PeerLink:
         self._address = address
         self._session: aiohttp.ClientSession | None = None
         self._streams: StreamPool | None = None
-        self._bulk_ok = True
+        self._requests: Requests | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._generation = 0
         #: Set while a websocket is open and every earlier frame has been written on it.
@@ -144,6 +143,9 @@ class PeerLink:
             headers=headers,
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._comm.timeout_s),
+        )
+        self._requests = Requests(
+            peer=self.peer, base=self._base, session=self._session, streams=self._streams
         )
         self._runner = asyncio.get_running_loop().create_task(
             self._keep_connected(), name=f"silo-link-{self._party}-{self.peer}"
@@ -308,12 +310,20 @@ class PeerLink:
                 self._count.bytes_sent += nbytes
             else:
                 self._count.retries += 1
+            assert self._requests is not None
             try:
-                if bulk and self._bulk_ok:
-                    await self._bulk_once(frame, object_id)
-                else:
-                    await self._post_once(path, frame, object_id)
+                await self._requests.send(path, frame, bulk=bulk, timeout=self._comm.timeout_s)
+                self._peers.heard(self.peer, outgoing=True)
                 return
+            except Refused as exc:
+                self._peers.heard(self.peer, outgoing=True)
+                raise self._failure(str(exc), object_id, rejected=True) from None
+            except Stalled:
+                raise self._failure(
+                    f"no progress for {self._comm.timeout_in_ms} ms "
+                    f"(the frame stopped moving or no answer came)",
+                    object_id,
+                ) from None
             except Broken as exc:
                 if self._over.is_set():
                     raise self._over_failure(object_id) from exc
@@ -332,63 +342,6 @@ class PeerLink:
             await self.wait_connected(self._comm.timeout_s)
         if self._over.is_set():
             raise self._over_failure(object_id)
-
-    async def _post_once(
-        self, path: str, frame: OutFrame, object_id: tuple[int, int] | None
-    ) -> None:
-        """One request; raises :class:`Broken` for a retry, :class:`SendingFailure` for good."""
-        assert self._session is not None
-        try:
-            status, body = await post_frame(
-                self._session, self._base + path, frame, self._comm.timeout_s
-            )
-        except Stalled:
-            raise self._failure(
-                f"no progress for {self._comm.timeout_in_ms} ms "
-                f"(the body stopped moving or no answer came)",
-                object_id,
-            ) from None
-        self._peers.heard(self.peer, outgoing=True)
-        if status in _REFUSED_STATUSES:
-            raise self._failure(body.decode("utf-8", "replace"), object_id, rejected=True)
-        if status != 200:
-            raise Broken(f"HTTP {status} from {self.peer!r}")
-        try:
-            header, _ = decode_frame(body)
-        except ProtocolError as exc:
-            raise Broken(f"malformed answer from {self.peer!r}: {exc}") from exc
-        if header.kind is Kind.REJECT:
-            raise self._failure(str(header.extra), object_id, rejected=True)
-
-    async def _bulk_once(self, frame: OutFrame, object_id: tuple[int, int] | None) -> None:
-        """One exchange on a bulk stream; raises like :meth:`_post_once`."""
-        assert self._streams is not None
-        try:
-            header = await self._streams.send(frame, self._comm.timeout_s)
-        except Stalled:
-            raise self._failure(
-                f"no progress for {self._comm.timeout_in_ms} ms "
-                f"(the frame stopped moving or no answer came)",
-                object_id,
-            ) from None
-        except StreamRefused as exc:
-            if exc.status == 404:
-                # A peer without bulk streams: large frames go as requests of their own.
-                self._log.debug("%s has no bulk streams; posting large frames", self.peer)
-                self._bulk_ok = False
-                await self._post_once(DATA_PATH, frame, object_id)
-                return
-            if exc.status == 429:
-                # The peer holds as many of our streams as it takes (some left by a
-                # reconnection): this frame goes as a request of its own.
-                await self._post_once(DATA_PATH, frame, object_id)
-                return
-            if exc.status in _REFUSED_STATUSES:
-                raise self._failure(exc.reason, object_id, rejected=True) from None
-            raise Broken(str(exc)) from None
-        self._peers.heard(self.peer, outgoing=True)
-        if header.kind is Kind.REJECT:
-            raise self._failure(str(header.extra), object_id, rejected=True)
 
     # ------------------------------------------------------------------ the connection
 
@@ -426,7 +379,7 @@ class PeerLink:
                 )
             except aiohttp.WSServerHandshakeError as exc:
                 attempt += 1
-                if exc.status in _REFUSED_STATUSES:
+                if exc.status in REFUSED_STATUSES:
                     refusal = exc
                     now = loop.time()
                     first_refusal = first_refusal or now
@@ -458,7 +411,7 @@ class PeerLink:
             elif refusal is not None:
                 await asyncio.sleep(min(policy.backoff_s(attempt), 0.1))
             else:
-                await asyncio.sleep(_connect_backoff(attempt, policy.max_backoff_ms))
+                await asyncio.sleep(policy.connect_backoff_s(attempt))
 
     def _refused(self, exc: aiohttp.WSServerHandshakeError) -> None:
         why = exc.headers.get(HEADER_REFUSAL) if exc.headers else None
@@ -541,10 +494,3 @@ class PeerLink:
                     self._settle(pending, header)
             elif header.kind is Kind.HEARTBEAT:
                 note_activity(self._peers, self.peer, header.extra, self._log)
-
-
-def _connect_backoff(attempt: int, max_backoff_ms: int) -> float:
-    """Waiting for a peer to start listening: poll fast at first (a refused connection on the
-    same network costs little), then back off to ``max_backoff_ms``."""
-    delay: float = _CONNECT_BACKOFF_S * 2.0 ** max(0, attempt - 1)
-    return min(delay, max(max_backoff_ms / 1000, _CONNECT_BACKOFF_S))
