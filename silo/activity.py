@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from .peers import Peers
 from .stats import Counters
 
 __all__ = [
@@ -101,8 +100,14 @@ def parse_activity(extra: object) -> Activity | None:
     )
 
 
+class Reports(Protocol):
+    """Where reported activity is kept (:class:`silo.peers.Peers`)."""
+
+    def reported(self, peer: str, activity: Activity) -> None: ...
+
+
 def note_activity(
-    peers: Peers, peer: str, extra: object, log: logging.LoggerAdapter[Any] | logging.Logger
+    peers: Reports, peer: str, extra: object, log: logging.LoggerAdapter[Any] | logging.Logger
 ) -> None:
     """Keep the activity a heartbeat from ``peer`` reports; a malformed one is logged at debug
     level and ignored (the heartbeat still counts as hearing from the peer). Never raises."""

@@ -30,12 +30,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
 
+from .activity import Activity
 from .errors import SiloError
-
-if TYPE_CHECKING:
-    from .activity import Activity
 
 __all__ = [
     "LIVE",

@@ -30,13 +30,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .graph import FedObject
 from .wire import Header, Kind, ObjectId, OutFrame, encode_header
 
 if TYPE_CHECKING:
+    # The optional extra silo[otel]: its types only; the module is imported where it is used.
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
-
-    from .graph import FedObject
 
 __all__ = ["REMEMBERED", "Tracing"]
 
