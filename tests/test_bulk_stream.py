@@ -131,6 +131,31 @@ async def test_a_malformed_frame_closes_only_its_stream(
         pool.close()
 
 
+async def test_a_frame_over_the_limit_that_stops_arriving_loses_its_stream(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """Thrown away or not, a frame must keep arriving: one that stalls for ``timeout_in_ms``
+    (2 s here) closes its stream, and nothing was delivered."""
+    _, sink, address = bob
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    writer.write(
+        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        f"Upgrade: silo-bulk\r\n{head}\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    writer.write(STREAM_PREFIX.pack(LIMIT * 4, 1, 1, 0) + b"\0" * 100_000)
+    started = asyncio.get_running_loop().time()
+    try:
+        rest = await asyncio.wait_for(reader.read(), 10.0)
+    except ConnectionResetError:
+        rest = b""
+    waited = asyncio.get_running_loop().time() - started
+    writer.close()
+    assert rest == b"" and 1.5 < waited < 8.0, waited
+    assert sink.calls == []
+
+
 async def test_a_peer_cannot_pile_up_bulk_streams(bob: tuple[Server, Sink, Address]) -> None:
     """A listener holds at most twice a sender's pool of streams per peer; beyond, 429, and the
     streams it holds keep working."""

@@ -12,7 +12,8 @@ will live in (one kernel copy, as on the ``DATA_PATH``), with the same checks: t
 believed no further than the announced length, memory is committed as bytes arrive, and a frame
 that stops arriving for ``timeout`` seconds aborts the connection. A frame whose announced
 length exceeds ``limit`` is read into a small scratch buffer and thrown away, then refused
-(``msg_id`` and the object id in the prefix say what to refuse); nothing of it is allocated. A
+(``msg_id`` and the object id in the prefix say what to refuse); nothing of it is allocated, and
+it too aborts the connection if it stops arriving for ``timeout`` seconds. A
 malformed frame breaks the stream: the connection is closed (the sender replays what was not
 answered on a new one).
 """
@@ -148,6 +149,7 @@ class StreamReceiver(asyncio.BufferedProtocol):
         slots: PrefaultSlots | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self.closed: asyncio.Future[None] = loop.create_future()
         self._transport = transport
         self._previous = previous
@@ -163,6 +165,8 @@ class StreamReceiver(asyncio.BufferedProtocol):
         self._body: BodyReceiver | None = None
         self._skip: tuple[int, int, tuple[int, int]] | None = None
         self._skip_left = 0
+        self._skip_moved = 0.0
+        self._skip_timer: asyncio.TimerHandle | None = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body is not None:
@@ -176,9 +180,11 @@ class StreamReceiver(asyncio.BufferedProtocol):
             self._body_updated(self._body, nbytes)
         elif self._skip is not None:
             self._skip_left -= nbytes
+            self._skip_moved = self._loop.time()
             if self._skip_left == 0:
                 length, msg_id, object_id = self._skip
                 self._skip = None
+                self._stop_skip_timer()
                 self._write(self._on_too_large(length, msg_id, object_id))
         else:
             self._have += nbytes
@@ -190,6 +196,8 @@ class StreamReceiver(asyncio.BufferedProtocol):
         if length > self._limit:
             self._skip = (length, msg_id, (seq, index))
             self._skip_left = length
+            self._skip_moved = self._loop.time()
+            self._skip_timer = self._loop.call_later(self._timeout, self._check_skip)
             return
         body = BodyReceiver(
             length,
@@ -202,6 +210,25 @@ class StreamReceiver(asyncio.BufferedProtocol):
             self._finished(body)
         else:
             self._body = body
+
+    def _check_skip(self) -> None:
+        """A frame being thrown away must keep arriving, like any other."""
+        self._skip_timer = None
+        if self._skip is None:
+            return
+        idle = self._loop.time() - self._skip_moved
+        if idle < self._timeout:
+            self._skip_timer = self._loop.call_later(self._timeout - idle, self._check_skip)
+            return
+        self._on_error(
+            ProtocolError(f"a frame over the limit stopped arriving for {self._timeout:g} s")
+        )
+        self._transport.abort()
+
+    def _stop_skip_timer(self) -> None:
+        if self._skip_timer is not None:
+            self._skip_timer.cancel()
+            self._skip_timer = None
 
     def _body_updated(self, body: BodyReceiver, nbytes: int) -> None:
         body.buffer_updated(nbytes)
@@ -226,6 +253,7 @@ class StreamReceiver(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_skip_timer()
         body, self._body = self._body, None
         if body is not None:
             body.abandon()
