@@ -155,51 +155,6 @@ class RemoteFunction:
         return f"<silo.remote function {self.__qualname__} party={self._party!r}>"
 
 
-class RemoteClass:
-    """A class decorated with ``@silo.remote``; ``.party(p).remote(...)`` creates an actor."""
-
-    binding: ClassVar[Binding] = LOCAL
-    #: The handle type of the actors it creates.
-    actor_handle: ClassVar[type[ActorHandle]]
-
-    def __init__(
-        self, cls: type, *, party: str | None = None, options: dict[str, Any] | None = None
-    ) -> None:
-        self._cls = cls
-        self._party = party
-        self._options = options or {"num_returns": 1}
-        self.__name__ = cls.__name__
-        self.__qualname__ = cls.__qualname__
-        self.__doc__ = cls.__doc__
-        self.__wrapped__ = cls
-
-    def party(self, name: str) -> RemoteClass:
-        party = _check_party(self.binding, name)
-        return type(self)(self._cls, party=party, options=self._options)
-
-    def options(self, **options: Any) -> RemoteClass:
-        merged = self.binding.options(options, self._options, self.__qualname__)
-        return type(self)(self._cls, party=self._party, options=merged)
-
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        """Create the actor in its party (constructed there once its inputs are ready)."""
-        binding = self.binding
-        runtime = _runtime_for(binding, self._party, f"{self.__qualname__}.remote()")
-        assert self._party is not None
-        scheduler = runtime.scheduler
-        actor_id = binding.schedule(
-            runtime, scheduler.create_actor, self._party, self._cls, args, kwargs
-        )
-        on_release = scheduler.release_actor if binding.releases_actors else None
-        return self.actor_handle(self._cls, self._party, actor_id, runtime.token, on_release)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"remote class {self.__qualname__} cannot be instantiated directly: "
-            f"use {self.__name__}.party(name).remote(...)"
-        )
-
-
 class ActorHandle:
     """An actor living in ``party``; its methods are called with ``handle.method.remote()``."""
 
@@ -253,9 +208,6 @@ class ActorHandle:
         raise TypeError(f"{self!r} cannot be pickled or passed to a remote call")
 
 
-RemoteClass.actor_handle = ActorHandle
-
-
 class ActorMethod:
     """``handle.method``: ``.remote(...)`` schedules it; ``.options(num_returns=n)``."""
 
@@ -286,6 +238,51 @@ class ActorMethod:
             call,
         )
         return _one_or_list(objs, n)
+
+
+class RemoteClass:
+    """A class decorated with ``@silo.remote``; ``.party(p).remote(...)`` creates an actor."""
+
+    binding: ClassVar[Binding] = LOCAL
+    #: The handle type of the actors it creates.
+    actor_handle: ClassVar[type[ActorHandle]] = ActorHandle
+
+    def __init__(
+        self, cls: type, *, party: str | None = None, options: dict[str, Any] | None = None
+    ) -> None:
+        self._cls = cls
+        self._party = party
+        self._options = options or {"num_returns": 1}
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__doc__ = cls.__doc__
+        self.__wrapped__ = cls
+
+    def party(self, name: str) -> RemoteClass:
+        party = _check_party(self.binding, name)
+        return type(self)(self._cls, party=party, options=self._options)
+
+    def options(self, **options: Any) -> RemoteClass:
+        merged = self.binding.options(options, self._options, self.__qualname__)
+        return type(self)(self._cls, party=self._party, options=merged)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Create the actor in its party (constructed there once its inputs are ready)."""
+        binding = self.binding
+        runtime = _runtime_for(binding, self._party, f"{self.__qualname__}.remote()")
+        assert self._party is not None
+        scheduler = runtime.scheduler
+        actor_id = binding.schedule(
+            runtime, scheduler.create_actor, self._party, self._cls, args, kwargs
+        )
+        on_release = scheduler.release_actor if binding.releases_actors else None
+        return self.actor_handle(self._cls, self._party, actor_id, runtime.token, on_release)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"remote class {self.__qualname__} cannot be instantiated directly: "
+            f"use {self.__name__}.party(name).remote(...)"
+        )
 
 
 def make_remote(

@@ -27,6 +27,7 @@ Time comes from a clock passed in, so everything here is tested with a fake one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -250,6 +251,14 @@ class Peers:
         record = self._records[peer]
         assert record.received is not None
         return record.received.accept(msg_id)
+
+    async def watch(self, interval_s: float) -> None:
+        """Declare lost every live peer silent for ``timeout_s``, checked every ``interval_s``
+        (each transport runs this as its monitor); runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for peer, why in self.silent():
+                self.fire(peer, LinkEvent.SILENT, why)
 
     def silent(self) -> list[tuple[str, str]]:
         """Live peers not heard from for ``timeout_s``, each with the reason to give."""

@@ -27,7 +27,7 @@ without this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .graph import FedObject
@@ -101,6 +101,25 @@ class Tracing:
             span.set_status(self._trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
         span.end()
 
+    async def send(
+        self, frame: OutFrame, peer: str, write: Callable[[OutFrame], Awaitable[None]]
+    ) -> None:
+        """Send ``frame`` to ``peer`` with ``write`` as a traced send (:meth:`sending`); the span
+        ends when ``write`` returns, failed if it raised an ``Exception``."""
+        span, frame = self.sending(frame, peer)
+        if span is None:
+            await write(frame)
+            return
+        try:
+            await write(frame)
+        except Exception as exc:
+            self.end(span, exc)
+            raise
+        except BaseException:
+            self.end(span, None)
+            raise
+        self.end(span, None)
+
     def sending(self, frame: OutFrame, peer: str) -> tuple[Span | None, OutFrame]:
         """Start the send span of ``frame`` (a DATA or ERROR frame) and return it with the frame
         carrying its ``traceparent``; other kinds are returned as they are, without a span."""
@@ -121,17 +140,7 @@ class Tracing:
         )
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=self._trace.set_span_in_context(span))
-        traced = Header(
-            header.kind,
-            header.job,
-            header.src,
-            header.msg_id,
-            header.seq,
-            header.index,
-            header.extra,
-            header.version,
-            carrier.get("traceparent"),
-        )
+        traced = header._replace(trace=carrier.get("traceparent"))
         return span, OutFrame(traced, encode_header(traced), frame.segments)
 
     def received(self, header: Header) -> None:

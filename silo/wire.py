@@ -80,7 +80,6 @@ __all__ = [
     "encode_data",
     "encode_header",
     "began_in",
-    "error_fields",
     "header_length",
 ]
 
@@ -422,11 +421,6 @@ def encode_data(
         layout.append(call[:MAX_CALL_NAME])
     header = Header(Kind.DATA, job, src, msg_id, object_id[0], object_id[1], layout)
     return OutFrame(header, encode_header(header), [data, *buffers])
-
-
-def error_fields(info: ErrorInfo, call: str = "") -> list[Any]:
-    """The ``extra`` of an ERROR frame: ``info`` and the fingerprint of the failed call."""
-    return info.to_wire(call)
 
 
 def encode_control(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -13,12 +14,13 @@ from silo.config import Address, CrossSiloCommConfig
 from silo.errors import SiloError
 from silo.intake import STORE, Admission
 from silo.log import party_logger
-from silo.transport.base import BULK_STREAMS
+from silo.transport.base import BULK_STREAMS, DATA_PATH
 from silo.transport.outstream import StreamPool, StreamRefused
+from silo.transport.requests import Requests
 from silo.transport.server import Server
 from silo.transport.stream import STREAM_PREFIX
 from silo.transport.upload import Broken, Stalled
-from silo.wire import ErrorInfo, Kind, ObjectId, encode_data
+from silo.wire import ErrorInfo, Kind, ObjectId, decode_frame, encode_data
 
 from multiparty import free_ports
 
@@ -70,6 +72,20 @@ def frame(msg_id: int, seq: int, value: object) -> Any:
     return encode_data(JOB, "alice", msg_id, (seq, 0), value, "make")
 
 
+async def _upgrade(
+    address: Address, headers: dict[str, str] = HEADERS
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw bulk stream to ``address``, upgraded."""
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(
+        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        f"Upgrade: silo-bulk\r\n{head}\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
 async def test_frames_share_one_connection_and_arrive_whole(
     bob: tuple[Server, Sink, Address],
 ) -> None:
@@ -109,13 +125,7 @@ async def test_a_malformed_frame_closes_only_its_stream(
     bob: tuple[Server, Sink, Address],
 ) -> None:
     _, sink, address = bob
-    reader, writer = await asyncio.open_connection(address.host, address.port)
-    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
-    writer.write(
-        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-        f"Upgrade: silo-bulk\r\n{head}\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    reader, writer = await _upgrade(address)
     writer.write(STREAM_PREFIX.pack(100, 1, 1, 0) + b"\xff" * 100)
     try:
         rest = await asyncio.wait_for(reader.read(), 5.0)
@@ -137,13 +147,7 @@ async def test_a_frame_over_the_limit_that_stops_arriving_loses_its_stream(
     """Thrown away or not, a frame must keep arriving: one that stalls for ``timeout_in_ms``
     (2 s here) closes its stream, and nothing was delivered."""
     _, sink, address = bob
-    reader, writer = await asyncio.open_connection(address.host, address.port)
-    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
-    writer.write(
-        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-        f"Upgrade: silo-bulk\r\n{head}\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    reader, writer = await _upgrade(address)
     writer.write(STREAM_PREFIX.pack(LIMIT * 4, 1, 1, 0) + b"\0" * 100_000)
     started = asyncio.get_running_loop().time()
     try:
@@ -158,35 +162,56 @@ async def test_a_frame_over_the_limit_that_stops_arriving_loses_its_stream(
 
 async def test_a_peer_cannot_pile_up_bulk_streams(bob: tuple[Server, Sink, Address]) -> None:
     """A listener holds at most twice a sender's pool of streams per peer; beyond, 429, and the
-    streams it holds keep working."""
-    _, sink, address = bob
-    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
-    request = (
-        f"GET /silo/v1/bulk HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-        f"Upgrade: silo-bulk\r\n{head}\r\n"
-    ).encode()
-    held: list[asyncio.StreamWriter] = []
+    sender then posts its frame instead; a stream that closes makes room again."""
+    server, sink, address = bob
+    held = [(await _upgrade(address))[1] for _ in range(2 * BULK_STREAMS)]
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None)
     try:
-        for _ in range(2 * BULK_STREAMS):
-            reader, writer = await asyncio.open_connection(address.host, address.port)
-            held.append(writer)
-            writer.write(request)
-            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-        pool = StreamPool(address, headers=HEADERS, ssl_context=None)
         with pytest.raises(StreamRefused) as refused:
             await pool.send(frame(1, 1, np.ones(100_000)), 5.0)
-        pool.close()
         assert refused.value.status == 429 and "bulk streams open" in refused.value.reason
+        base = f"http://{address.host}:{address.port}"
+        async with aiohttp.ClientSession(headers=HEADERS) as session:
+            requests = Requests(peer="bob", base=base, session=session, streams=pool)
+            answer = await requests.send(
+                DATA_PATH, frame(2, 2, np.ones(100_000)), bulk=True, timeout=5.0
+            )
+        assert answer.kind is Kind.ACK and requests.bulk_ok  # posted, bulk kept for later
         held.pop().close()
-        await asyncio.sleep(0.2)
-        pool = StreamPool(address, headers=HEADERS, ssl_context=None)
-        try:
-            assert (await pool.send(frame(2, 2, np.ones(100_000)), 5.0)).kind is Kind.ACK
-        finally:
-            pool.close()
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while len(server._bulk) >= 2 * BULK_STREAMS:
+            assert asyncio.get_running_loop().time() < deadline, "the closed stream stayed"
+            await asyncio.sleep(0.01)
+        assert (await pool.send(frame(3, 3, np.ones(100_000)), 5.0)).kind is Kind.ACK
     finally:
+        pool.close()
         for writer in held:
             writer.close()
+    assert [call[1] for call in sink.calls] == [(2, 0), (3, 0)]
+
+
+async def test_a_frame_claiming_another_source_on_a_stream_is_refused(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """A bulk stream belongs to the party its request named (or its certificate, under TLS):
+    a frame on it that claims another source is answered REJECT and reaches nothing, and the
+    stream goes on."""
+    _, sink, address = bob
+    reader, writer = await _upgrade(address)
+    try:
+        forged = encode_data(JOB, "carol", 1, (1, 0), np.ones(100_000), "make")
+        answers = []
+        for out in (forged, frame(2, 2, np.ones(100_000))):
+            header, body = out.header, out.join()
+            writer.write(STREAM_PREFIX.pack(len(body), header.msg_id, header.seq, header.index))
+            writer.write(body)
+            prefix = await reader.readexactly(4)
+            rest = await reader.readexactly(int.from_bytes(prefix, "big"))
+            answers.append(decode_frame(prefix + rest)[0])
+        assert [a.kind for a in answers] == [Kind.REJECT, Kind.ACK]
+        assert "claims to come from 'carol'" in str(answers[0].extra)
+    finally:
+        writer.close()
     assert [call[1] for call in sink.calls] == [(2, 0)]
 
 

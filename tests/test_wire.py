@@ -31,7 +31,6 @@ from silo.wire import (
     encode_ack,
     encode_control,
     encode_data,
-    error_fields,
     user_traceback,
 )
 
@@ -86,10 +85,10 @@ def test_data_and_error_frames_carry_the_call_that_produced_them() -> None:
     long = encode_data("job", "alice", 7, (3, 1), 5, call="f" * 500)
     assert decode_frame(long.join())[0].call == "f" * MAX_CALL_NAME
     info = ErrorInfo("alice", None, None, None)
-    error = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), error_fields(info, "train"))
+    error = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), info.to_wire("train"))
     header, _ = decode_frame(error.join())
     assert header.call == "train" and header.error_info() == info
-    plain = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), error_fields(info))
+    plain = encode_control(Kind.ERROR, "job", "bob", 3, (5, 0), info.to_wire())
     assert decode_frame(plain.join())[0].call == ""
 
 
@@ -101,7 +100,7 @@ def test_the_call_where_an_error_began_crosses_whatever_expose_says() -> None:
         info = ErrorInfo.from_exception(exc, party="alice", expose=expose)
         assert info.site == ("train", 12) and info.type_name == cause
         for kind, call in ((Kind.ERROR, "evaluate"), (Kind.ERROR, ""), (Kind.ABORT, "")):
-            frame = encode_control(kind, "job", "alice", 1, (13, 0), error_fields(info, call))
+            frame = encode_control(kind, "job", "alice", 1, (13, 0), info.to_wire(call))
             header, _ = decode_frame(frame.join())
             assert header.error_info() == info and header.call == call
         error = info.to_exception()

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Address, CrossSiloCommConfig, TLSConfig
 from ..errors import SendingFailure
-from ..peers import LinkEvent, Peers
+from ..peers import Peers
 from ..stats import Counters
 from ..tracing import Tracing
 from ..wire import (
@@ -27,7 +27,6 @@ from ..wire import (
     OutFrame,
     encode_control,
     encode_data,
-    error_fields,
 )
 from .base import FrameSink, Transport, TransportFactory
 from .link import PeerLink
@@ -100,15 +99,8 @@ class TcpTransport:
         for link in self.links.values():
             link.start()
         self._monitor = asyncio.get_running_loop().create_task(
-            self._watch_silence(), name=f"silo-monitor-{self._party}"
+            self.peer_table.watch(self._comm.heartbeat_s), name=f"silo-monitor-{self._party}"
         )
-
-    async def _watch_silence(self) -> None:
-        """Declare lost every live peer silent for ``timeout_in_ms``, checked every heartbeat."""
-        while True:
-            await asyncio.sleep(self._comm.heartbeat_s)
-            for peer, why in self.peer_table.silent():
-                self.peer_table.fire(peer, LinkEvent.SILENT, why)
 
     async def send_data(
         self, peer: str, object_id: ObjectId, value: object, call: str = ""
@@ -122,17 +114,8 @@ class TcpTransport:
         """Send ``frame`` on ``link``, as a traced send when tracing is on (:mod:`silo.tracing`)."""
         if self._tracing is None:
             await link.send(frame, control=control)
-            return
-        span, frame = self._tracing.sending(frame, link.peer)
-        error: BaseException | None = None
-        try:
-            await link.send(frame, control=control)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if span is not None:
-                self._tracing.end(span, error if isinstance(error, Exception) else None)
+        else:
+            await self._tracing.send(frame, link.peer, lambda f: link.send(f, control=control))
 
     async def send_error(
         self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
@@ -144,7 +127,7 @@ class TcpTransport:
             self._party,
             link.next_msg_id(),
             object_id,
-            error_fields(info, call),
+            info.to_wire(call),
         )
         await self._send(link, frame, control=True)
 

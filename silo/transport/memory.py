@@ -42,7 +42,6 @@ from ..wire import (
     decode_data,
     encode_control,
     encode_data,
-    error_fields,
 )
 from .base import FrameSink
 
@@ -144,20 +143,15 @@ class MemoryTransport:
             return
         self._tasks = [
             loop.create_task(self._beats(), name=f"silo-beats-{self.party}"),
-            loop.create_task(self._watch_silence(), name=f"silo-monitor-{self.party}"),
+            loop.create_task(
+                self.peer_table.watch(self.comm.heartbeat_s), name=f"silo-monitor-{self.party}"
+            ),
         ]
 
     async def _beats(self) -> None:
         while True:
             await asyncio.sleep(self.comm.heartbeat_s)
             self._hub.beat(self)
-
-    async def _watch_silence(self) -> None:
-        """Declare lost every live peer silent for ``timeout_in_ms``, checked every heartbeat."""
-        while True:
-            await asyncio.sleep(self.comm.heartbeat_s)
-            for peer, why in self.peer_table.silent():
-                self.peer_table.fire(peer, LinkEvent.SILENT, why)
 
     def hear(self, peer: str, activity: dict[str, Any] | None = None) -> None:
         """``peer`` was heard from, both ways (joined, or a heartbeat with ``activity``)."""
@@ -179,7 +173,7 @@ class MemoryTransport:
     async def send_error(
         self, peer: str, object_id: ObjectId, info: ErrorInfo, call: str = ""
     ) -> None:
-        fields = error_fields(info, call)
+        fields = info.to_wire(call)
         frame = encode_control(
             Kind.ERROR, self._job, self.party, self._next_id(peer), object_id, fields
         )
@@ -212,17 +206,8 @@ class MemoryTransport:
     async def _send(self, peer: str, frame: OutFrame, *, control: bool = False) -> None:
         if self._tracing is None:
             await self._write(peer, frame, control)
-            return
-        span, frame = self._tracing.sending(frame, peer)
-        error: BaseException | None = None
-        try:
-            await self._write(peer, frame, control)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if span is not None:
-                self._tracing.end(span, error if isinstance(error, Exception) else None)
+        else:
+            await self._tracing.send(frame, peer, lambda f: self._write(peer, f, control))
 
     async def _write(self, peer: str, frame: OutFrame, control: bool) -> None:
         """Post ``frame`` to the hub and wait for its answer; raises as the real link does.
