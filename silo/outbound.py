@@ -64,10 +64,11 @@ class Outbound:
             if dep.owner == self._party:
                 self.push(dep.id, party)
 
-    def push(self, object_id: ObjectId, peer: str) -> None:
-        """Send an owned object to ``peer`` once it is ready; at most once per peer."""
+    def push(self, object_id: ObjectId, peer: str) -> bool:
+        """Send an owned object to ``peer`` once it is ready; at most once per peer. Returns
+        whether a push of a value not ready yet began."""
         if not self._table.first_push(object_id, peer) or not self._peers.is_live(peer):
-            return
+            return False
         fut = self._table.future(object_id, self._party)
         call = self._call_log.name(object_id)
         self._tasks.spawn(
@@ -75,6 +76,7 @@ class Outbound:
             f"silo-push-{object_id}-{peer}",
             self._tasks.sends,
         )
+        return not fut.done()
 
     async def _push(
         self, object_id: ObjectId, peer: str, fut: asyncio.Future[Any], call: str
@@ -104,12 +106,9 @@ class Outbound:
     ) -> None:
         if not isinstance(exc, SiloError) and mark_reported(exc):
             # The failure begins here: its traceback is printed here, once; the parties it
-            # reaches print one line each.
-            self._log.error(
-                "object %s failed here; the parties that need it raise FedRemoteError:\n%s",
-                object_id,
-                format_user_traceback(exc).rstrip(),
-            )
+            # reaches print one line each. Formatting it takes longer than sending the frame,
+            # so it is printed once the frame is on its way.
+            asyncio.get_running_loop().call_soon(self._report_origin, object_id, exc)
         info = ErrorInfo.from_exception(
             exc, party=self._party, expose=self._comm.expose_error_trace
         )
@@ -125,6 +124,13 @@ class Outbound:
                 peer,
             )
             self.sending_failure(failure)
+
+    def _report_origin(self, object_id: ObjectId, exc: BaseException) -> None:
+        self._log.error(
+            "object %s failed here; the parties that need it raise FedRemoteError:\n%s",
+            object_id,
+            format_user_traceback(exc).rstrip(),
+        )
 
     def sending_failure(self, failure: SendingFailure) -> None:
         """Record a sending failure; the handler runs once, for the first.

@@ -9,18 +9,19 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 
 from silo.config import Address, CrossSiloCommConfig
 from silo.errors import SiloError
 from silo.intake import STORE, Admission
 from silo.log import party_logger
-from silo.transport.base import BULK_STREAMS, DATA_PATH
+from silo.transport.base import BULK_STREAMS, CONTROL_PATH, CONTROL_STREAMS, DATA_PATH
 from silo.transport.outstream import StreamPool, StreamRefused
 from silo.transport.requests import Requests
 from silo.transport.server import Server
-from silo.transport.stream import STREAM_PREFIX
+from silo.transport.stream import STREAM_PREFIX, WHOLE_LIMIT
 from silo.transport.upload import Broken, Stalled
-from silo.wire import ErrorInfo, Kind, ObjectId, decode_frame, encode_data
+from silo.wire import ErrorInfo, Kind, ObjectId, decode_frame, encode_control, encode_data
 
 from multiparty import free_ports
 
@@ -126,7 +127,8 @@ async def test_a_malformed_frame_closes_only_its_stream(
 ) -> None:
     _, sink, address = bob
     reader, writer = await _upgrade(address)
-    writer.write(STREAM_PREFIX.pack(100, 1, 1, 0) + b"\xff" * 100)
+    size = WHOLE_LIMIT + 100  # read as a DATA frame's body, not whole
+    writer.write(STREAM_PREFIX.pack(size, 1, 1, 0) + b"\xff" * size)
     try:
         rest = await asyncio.wait_for(reader.read(), 5.0)
     except ConnectionResetError:  # closed with the frame's unread bytes still queued
@@ -263,3 +265,123 @@ async def test_a_frame_the_peer_stops_taking_stalls_after_the_timeout() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def error_frame(msg_id: int, seq: int, src: str = "alice") -> Any:
+    info = ErrorInfo(src, "ValueError", "boom", None)
+    return encode_control(Kind.ERROR, JOB, src, msg_id, (seq, 0), info.to_wire("train"))
+
+
+async def test_control_frames_share_one_control_stream(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """ERROR frames go on a control stream: read whole, dispatched as on the websocket,
+    answered in order, on one connection kept open (no HTTP request per frame)."""
+    server, sink, address = bob
+    base = f"http://{address.host}:{address.port}"
+    bulk = StreamPool(address, headers=HEADERS, ssl_context=None)
+    control = StreamPool(address, headers=HEADERS, ssl_context=None, size=CONTROL_STREAMS)
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        requests = Requests(peer="bob", base=base, session=session, streams=bulk, control=control)
+        try:
+            answers = [
+                await requests.send(CONTROL_PATH, error_frame(i, i), bulk=False, timeout=5.0)
+                for i in (1, 2, 3)
+            ]
+            assert len(server._bulk) == 1  # before close: one control stream served all three
+        finally:
+            requests.close()
+    assert [(a.kind, a.msg_id) for a in answers] == [(Kind.ACK, 1), (Kind.ACK, 2), (Kind.ACK, 3)]
+    assert [(c[0], c[1]) for c in sink.calls] == [
+        ("error", (1, 0)),
+        ("error", (2, 0)),
+        ("error", (3, 0)),
+    ]
+    assert sink.calls[0][2].type_name == "ValueError" and sink.calls[0][2].message == "boom"
+
+
+async def test_a_control_frame_on_a_stream_is_checked_like_any_other(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """A small frame claiming another source, or one that is not a frame at all, is answered
+    REJECT (by the msg_id of its prefix) and reaches nothing; the stream goes on."""
+    _, sink, address = bob
+    reader, writer = await _upgrade(address)
+    try:
+        forged = error_frame(1, 1, src="carol").join()
+        garbage = b"\xff" * 40
+        answers = []
+        for msg_id, body in ((1, forged), (2, garbage), (3, error_frame(3, 3).join())):
+            writer.write(STREAM_PREFIX.pack(len(body), msg_id, 0, 0) + body)
+            prefix = await reader.readexactly(4)
+            rest = await reader.readexactly(int.from_bytes(prefix, "big"))
+            answers.append(decode_frame(prefix + rest)[0])
+        assert [(a.kind, a.msg_id) for a in answers] == [
+            (Kind.REJECT, 1),
+            (Kind.REJECT, 2),
+            (Kind.ACK, 3),
+        ]
+        assert "claims to come from 'carol'" in str(answers[0].extra)
+        assert "malformed frame" in str(answers[1].extra)
+    finally:
+        writer.close()
+    assert [(c[0], c[1]) for c in sink.calls] == [("error", (3, 0))]
+
+
+async def test_a_small_frame_that_stops_arriving_loses_its_stream(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """A frame read whole must keep arriving too: announced at 1,000 bytes and stopped after
+    10, its stream is closed after ``timeout_in_ms`` (2 s here); nothing was delivered."""
+    _, sink, address = bob
+    reader, writer = await _upgrade(address)
+    writer.write(STREAM_PREFIX.pack(1000, 1, 1, 0) + b"\0" * 10)
+    started = asyncio.get_running_loop().time()
+    try:
+        rest = await asyncio.wait_for(reader.read(), 10.0)
+    except ConnectionResetError:
+        rest = b""
+    waited = asyncio.get_running_loop().time() - started
+    writer.close()
+    assert rest == b"" and 1.5 < waited < 8.0, waited
+    assert sink.calls == []
+
+
+async def test_control_frames_go_as_posts_to_a_peer_without_streams() -> None:
+    """A peer that answers the upgrade 404 (no streams) still gets control frames: as POSTs."""
+    posted: list[bytes] = []
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.read()
+        posted.append(body)
+        header, _ = decode_frame(body)
+        return web.Response(body=encode_control(Kind.ACK, JOB, "bob", header.msg_id).head)
+
+    app = web.Application()
+    app.router.add_post(CONTROL_PATH, control)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    (port,) = free_ports(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    address = Address("127.0.0.1", port)
+    bulk = StreamPool(address, headers=HEADERS, ssl_context=None)
+    control_pool = StreamPool(address, headers=HEADERS, ssl_context=None, size=CONTROL_STREAMS)
+    try:
+        async with aiohttp.ClientSession(headers=HEADERS) as session:
+            requests = Requests(
+                peer="bob",
+                base=f"http://127.0.0.1:{port}",
+                session=session,
+                streams=bulk,
+                control=control_pool,
+            )
+            for msg_id in (1, 2):
+                answer = await requests.send(
+                    CONTROL_PATH, error_frame(msg_id, msg_id), bulk=False, timeout=5.0
+                )
+                assert answer.kind is Kind.ACK and answer.msg_id == msg_id
+            assert not requests.bulk_ok
+            requests.close()
+    finally:
+        await runner.cleanup()
+    assert [decode_frame(body)[0].msg_id for body in posted] == [1, 2]

@@ -16,6 +16,7 @@ from ..wire import PROTOCOL_VERSION, ErrorInfo, ObjectId
 
 __all__ = [
     "CONTROL_PATH",
+    "CONTROL_STREAMS",
     "DATA_PATH",
     "HEADER_JOB",
     "HEADER_OBJECT",
@@ -37,13 +38,18 @@ __all__ = [
 WS_PATH = f"/silo/v{PROTOCOL_VERSION}/ws"
 DATA_PATH = f"/silo/v{PROTOCOL_VERSION}/data"
 CONTROL_PATH = f"/silo/v{PROTOCOL_VERSION}/control"
-#: Upgraded to a bulk stream (:mod:`silo.transport.stream`): DATA frames over INLINE_LIMIT.
+#: Upgraded to a stream (:mod:`silo.transport.stream`): DATA frames over INLINE_LIMIT (bulk
+#: streams) or control frames (control streams).
 BULK_PATH = f"/silo/v{PROTOCOL_VERSION}/bulk"
 BULK_UPGRADE = "silo-bulk"
 #: Bulk streams a party keeps open towards one peer; a listener accepts twice as many from one
 #: peer (room for streams a reconnection left behind) and answers 429 beyond, so an
 #: authenticated peer cannot pile up connections.
 BULK_STREAMS = 8
+#: Control streams (the same upgrade; ERROR, ABORT and GOODBYE frames) a party keeps open
+#: towards one peer, apart from its bulk streams, so a control frame never waits behind a
+#: large transfer.
+CONTROL_STREAMS = 2
 HEADER_JOB = "X-Silo-Job"
 HEADER_PARTY = "X-Silo-Party"
 HEADER_PROTOCOL = "X-Silo-Protocol"

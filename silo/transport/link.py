@@ -44,6 +44,7 @@ from ..stats import Counters
 from ..wire import PROTOCOL_VERSION, Header, Kind, OutFrame, decode_frame, encode_control
 from .base import (
     CONTROL_PATH,
+    CONTROL_STREAMS,
     DATA_PATH,
     HEADER_JOB,
     HEADER_PARTY,
@@ -105,7 +106,6 @@ class PeerLink:
         self._base = f"{scheme}://{host}:{address.port}"
         self._address = address
         self._session: aiohttp.ClientSession | None = None
-        self._streams: StreamPool | None = None
         self._requests: Requests | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._generation = 0
@@ -137,7 +137,6 @@ class PeerLink:
             HEADER_PARTY: self._party,
             HEADER_PROTOCOL: str(PROTOCOL_VERSION),
         }
-        self._streams = StreamPool(self._address, headers=headers, ssl_context=self._ssl)
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=32)
         self._session = aiohttp.ClientSession(
             headers=headers,
@@ -145,7 +144,13 @@ class PeerLink:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._comm.timeout_s),
         )
         self._requests = Requests(
-            peer=self.peer, base=self._base, session=self._session, streams=self._streams
+            peer=self.peer,
+            base=self._base,
+            session=self._session,
+            streams=StreamPool(self._address, headers=headers, ssl_context=self._ssl),
+            control=StreamPool(
+                self._address, headers=headers, ssl_context=self._ssl, size=CONTROL_STREAMS
+            ),
         )
         self._runner = asyncio.get_running_loop().create_task(
             self._keep_connected(), name=f"silo-link-{self._party}-{self.peer}"
@@ -180,8 +185,8 @@ class PeerLink:
         except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
             pass
         finally:
-            if self._streams is not None:
-                self._streams.close()
+            if self._requests is not None:
+                self._requests.close()
             if self._runner is not None:
                 self._runner.cancel()
                 await asyncio.gather(self._runner, return_exceptions=True)
@@ -439,6 +444,8 @@ class PeerLink:
                     await self._write(ws, pending)
             self._ws = ws
             self._connected.set()
+            if self._requests is not None:
+                self._requests.warm(self._comm.timeout_s)
             await self._read_answers(ws)
         finally:
             self._connected.clear()

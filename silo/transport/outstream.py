@@ -258,6 +258,17 @@ class StreamPool:
                 self._drop(stream)
             return answer
 
+    async def warm(self, timeout_s: float) -> None:
+        """Open a stream ahead of the first frame, unless one is open already. Raises as
+        :meth:`send` does when the stream cannot be opened."""
+        if self._open or self._closed:
+            return
+        stream = await self._connect(timeout_s)
+        if self._closed:
+            self._drop(stream)
+        else:
+            self._idle.append(stream)
+
     async def _connect(self, timeout_s: float) -> _Stream:
         if self._closed:
             raise Broken("the link is closing")

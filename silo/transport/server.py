@@ -133,6 +133,7 @@ class Server:
             refuse=self._gate.refuse,
             heard=lambda peer: self._peer_table.heard(peer, outgoing=False),
             on_frame=self._stream_frame,
+            on_whole=self._stream_whole,
             on_too_large=self._stream_too_large,
             limit=comm.messages_max_size_in_bytes,
             timeout=comm.timeout_s,
@@ -419,6 +420,16 @@ class Server:
         count.frames_received += 1
         count.bytes_received += size
         return self._answer(header.msg_id, self._deliver_data(header, parts, size, peer))
+
+    def _stream_whole(self, frame: bytes, msg_id: int, peer: str) -> bytes:
+        """A small frame read whole off ``peer``'s stream (a control stream's ERROR, ABORT or
+        GOODBYE): handled as on the websocket; the answer to write back."""
+        self._peer_table.heard(peer, outgoing=False)
+        try:
+            _, msg_id, refusal = self._receive_inline(frame, peer)
+        except ProtocolError as exc:
+            refusal = f"malformed frame: {exc}"
+        return self._answer(msg_id, refusal)
 
     def _stream_too_large(self, size: int, msg_id: int, object_id: ObjectId, peer: str) -> bytes:
         self._peer_table.heard(peer, outgoing=False)

@@ -4,18 +4,19 @@ A peer opens a bulk stream with an HTTP upgrade on ``BULK_PATH`` (checked by the
 like every request); from then on the connection carries, in each direction:
 
 * peer to us: ``STREAM_PREFIX`` (``u64 length | u64 msg_id | u64 seq | u32 index``) and a whole
-  DATA frame of ``length`` bytes, again and again;
-* us to peer: one ACK or REJECT frame per DATA frame, in order.
+  frame of ``length`` bytes, again and again;
+* us to peer: one ACK or REJECT frame per frame, in order.
 
-Each frame's body is read by a :class:`~.bulk.BodyReceiver` straight into the memory its buffers
+A frame of at most ``WHOLE_LIMIT`` bytes (a control frame: ERROR, ABORT, GOODBYE; the sender's
+*control streams* carry those) is read whole and handed over as bytes. A larger one is a DATA
+frame: its body is read by a :class:`~.bulk.BodyReceiver` straight into the memory its buffers
 will live in (one kernel copy, as on the ``DATA_PATH``), with the same checks: the header is
-believed no further than the announced length, memory is committed as bytes arrive, and a frame
-that stops arriving for ``timeout`` seconds aborts the connection. A frame whose announced
-length exceeds ``limit`` is read into a small scratch buffer and thrown away, then refused
-(``msg_id`` and the object id in the prefix say what to refuse); nothing of it is allocated, and
-it too aborts the connection if it stops arriving for ``timeout`` seconds. A
-malformed frame breaks the stream: the connection is closed (the sender replays what was not
-answered on a new one).
+believed no further than the announced length, memory is committed as bytes arrive. A frame
+whose announced length exceeds ``limit`` is read into a small scratch buffer and thrown away,
+then refused (``msg_id`` and the object id in the prefix say what to refuse); nothing of it is
+allocated. A frame of any of these kinds that stops arriving for ``timeout`` seconds aborts the
+connection. A malformed frame breaks the stream: the connection is closed (the sender replays
+what was not answered on a new one).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from ..errors import ProtocolError
 from ..wire import Header
-from .base import BULK_STREAMS, BULK_UPGRADE, HEADER_PARTY
+from .base import BULK_STREAMS, BULK_UPGRADE, HEADER_PARTY, INLINE_LIMIT
 from .bulk import BodyReceiver
 from .gate import refusal_response
 from .prefault import PrefaultSlots
@@ -38,10 +39,14 @@ from .prefault import PrefaultSlots
 __all__ = ["STREAM_PREFIX", "BulkListener", "StreamReceiver"]
 
 STREAM_PREFIX = struct.Struct("!QQQI")
+#: Frames up to this size are read whole (:data:`~.base.INLINE_LIMIT`: what goes inline).
+WHOLE_LIMIT = INLINE_LIMIT
 _SKIP_CHUNK = 1 << 16
 
 #: ``(header, parts, length)`` of a whole frame -> the answer to write back.
 OnFrame = Callable[[Header, list[Any], int], bytes]
+#: ``(frame, msg_id)`` of a frame read whole -> the answer.
+OnWhole = Callable[[bytes, int], bytes]
 #: ``(length, msg_id, object_id)`` of a frame over the limit (thrown away) -> the answer.
 OnTooLarge = Callable[[int, int, tuple[int, int]], bytes]
 
@@ -61,6 +66,7 @@ class BulkListener:
         refuse: Callable[[web.Request], web.StreamResponse | None],
         heard: Callable[[str], None],
         on_frame: Callable[[Header, list[Any], int, str], bytes],
+        on_whole: Callable[[bytes, int, str], bytes],
         on_too_large: Callable[[int, int, tuple[int, int], str], bytes],
         limit: int,
         timeout: float,
@@ -70,6 +76,7 @@ class BulkListener:
         self._refuse = refuse
         self._heard = heard
         self._on_frame = on_frame
+        self._on_whole = on_whole
         self._on_too_large = on_too_large
         self._limit = limit
         self._timeout = timeout
@@ -102,6 +109,7 @@ class BulkListener:
             limit=self._limit,
             timeout=self._timeout,
             on_frame=lambda header, parts, size: self._on_frame(header, parts, size, peer),
+            on_whole=lambda frame, msg_id: self._on_whole(frame, msg_id, peer),
             on_too_large=lambda size, msg_id, object_id: self._on_too_large(
                 size, msg_id, object_id, peer
             ),
@@ -144,6 +152,7 @@ class StreamReceiver(asyncio.BufferedProtocol):
         limit: int,
         timeout: float,
         on_frame: OnFrame,
+        on_whole: OnWhole,
         on_too_large: OnTooLarge,
         on_error: Callable[[ProtocolError], None],
         slots: PrefaultSlots | None = None,
@@ -156,6 +165,7 @@ class StreamReceiver(asyncio.BufferedProtocol):
         self._limit = limit
         self._timeout = timeout
         self._on_frame = on_frame
+        self._on_whole = on_whole
         self._on_too_large = on_too_large
         self._on_error = on_error
         self._slots = slots
@@ -163,14 +173,21 @@ class StreamReceiver(asyncio.BufferedProtocol):
         self._have = 0
         self._scratch = bytearray(_SKIP_CHUNK)
         self._body: BodyReceiver | None = None
+        #: A small frame being read whole: its bytes, how many arrived, its msg_id.
+        self._whole: bytearray | None = None
+        self._whole_have = 0
+        self._whole_msg_id = 0
         self._skip: tuple[int, int, tuple[int, int]] | None = None
         self._skip_left = 0
-        self._skip_moved = 0.0
-        self._skip_timer: asyncio.TimerHandle | None = None
+        #: When a whole or skipped frame last moved, and the timer watching it.
+        self._moved = 0.0
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._body is not None:
             return self._body.get_buffer(sizehint)
+        if self._whole is not None:
+            return memoryview(self._whole)[self._whole_have :]
         if self._skip is not None:
             return memoryview(self._scratch)[: min(self._skip_left, _SKIP_CHUNK)]
         return memoryview(self._prefix)[self._have :]
@@ -178,13 +195,20 @@ class StreamReceiver(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._body is not None:
             self._body_updated(self._body, nbytes)
+        elif self._whole is not None:
+            self._whole_have += nbytes
+            self._moved = self._loop.time()
+            if self._whole_have == len(self._whole):
+                frame, self._whole = bytes(self._whole), None
+                self._stop_stall_timer()
+                self._write(self._on_whole(frame, self._whole_msg_id))
         elif self._skip is not None:
             self._skip_left -= nbytes
-            self._skip_moved = self._loop.time()
+            self._moved = self._loop.time()
             if self._skip_left == 0:
                 length, msg_id, object_id = self._skip
                 self._skip = None
-                self._stop_skip_timer()
+                self._stop_stall_timer()
                 self._write(self._on_too_large(length, msg_id, object_id))
         else:
             self._have += nbytes
@@ -196,8 +220,16 @@ class StreamReceiver(asyncio.BufferedProtocol):
         if length > self._limit:
             self._skip = (length, msg_id, (seq, index))
             self._skip_left = length
-            self._skip_moved = self._loop.time()
-            self._skip_timer = self._loop.call_later(self._timeout, self._check_skip)
+            self._watch_stall()
+            return
+        if length <= WHOLE_LIMIT:
+            self._whole = bytearray(length)
+            self._whole_have = 0
+            self._whole_msg_id = msg_id
+            if length == 0:
+                self.buffer_updated(0)
+            else:
+                self._watch_stall()
             return
         body = BodyReceiver(
             length,
@@ -211,24 +243,27 @@ class StreamReceiver(asyncio.BufferedProtocol):
         else:
             self._body = body
 
-    def _check_skip(self) -> None:
-        """A frame being thrown away must keep arriving, like any other."""
-        self._skip_timer = None
-        if self._skip is None:
+    def _watch_stall(self) -> None:
+        self._moved = self._loop.time()
+        self._stall_timer = self._loop.call_later(self._timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        """A frame read whole or thrown away must keep arriving, like any other."""
+        self._stall_timer = None
+        if self._skip is None and self._whole is None:
             return
-        idle = self._loop.time() - self._skip_moved
+        idle = self._loop.time() - self._moved
         if idle < self._timeout:
-            self._skip_timer = self._loop.call_later(self._timeout - idle, self._check_skip)
+            self._stall_timer = self._loop.call_later(self._timeout - idle, self._check_stall)
             return
-        self._on_error(
-            ProtocolError(f"a frame over the limit stopped arriving for {self._timeout:g} s")
-        )
+        what = "a frame over the limit" if self._skip is not None else "a frame"
+        self._on_error(ProtocolError(f"{what} stopped arriving for {self._timeout:g} s"))
         self._transport.abort()
 
-    def _stop_skip_timer(self) -> None:
-        if self._skip_timer is not None:
-            self._skip_timer.cancel()
-            self._skip_timer = None
+    def _stop_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     def _body_updated(self, body: BodyReceiver, nbytes: int) -> None:
         body.buffer_updated(nbytes)
@@ -253,7 +288,7 @@ class StreamReceiver(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_skip_timer()
+        self._stop_stall_timer()
         body, self._body = self._body, None
         if body is not None:
             body.abandon()
