@@ -3,6 +3,10 @@
 Each round: an actor call in alice and one in bob, an aggregator actor call in alice on both
 results, then ``silo.get`` of the aggregate in both parties. After a warm-up, ``rounds`` rounds
 are timed in alice. Same-run baseline: the aiohttp websocket round trip of :mod:`benchmarks.raw`.
+
+The same round is also timed with ``async def`` methods, which silo runs on the event loop
+instead of handing them to the actor's thread: the difference between the two figures is what
+the thread hand-offs of a round cost (three per round, two of them on its critical path).
 """
 
 from __future__ import annotations
@@ -38,13 +42,37 @@ class Aggregator:
         return a + b
 
 
+@silo.remote
+class LoopCounter:
+    """:class:`Counter` with an ``async def`` method: it runs on the loop, not a thread."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    async def inc(self, n: int) -> int:
+        self.value += n
+        return self.value
+
+
+@silo.remote
+class LoopAggregator:
+    async def combine(self, a: int, b: int) -> int:
+        return a + b
+
+
 async def party(
-    party: str, addresses: dict[str, str], rounds: int, warmup: int, uvloop: bool
+    party: str,
+    addresses: dict[str, str],
+    rounds: int,
+    warmup: int,
+    uvloop: bool,
+    on_loop: bool = False,
 ) -> dict[str, Any]:
+    counter, aggregator = (LoopCounter, LoopAggregator) if on_loop else (Counter, Aggregator)
     async with silo.init(addresses, party, job_name="bench-tiny", logging_level="warning"):
-        a = Counter.party("alice").remote(0)
-        b = Counter.party("bob").remote(0)
-        agg = Aggregator.party("alice").remote()
+        a = counter.party("alice").remote(0)
+        b = counter.party("bob").remote(0)
+        agg = aggregator.party("alice").remote()
         for _ in range(warmup):
             total = await silo.get(agg.combine.remote(a.inc.remote(1), b.inc.remote(1)))
         start, cpu = time.perf_counter(), time.process_time()
@@ -58,17 +86,17 @@ async def party(
 
 
 def one_run(
-    settings: Settings, uvloop: bool, rounds: int, warmup: int
+    settings: Settings, uvloop: bool, rounds: int, warmup: int, on_loop: bool = False
 ) -> tuple[float, float, float]:
     """(ms per round, alice CPU ms per round, bob CPU ms per round) of one fresh pair."""
     addrs = addresses(["alice", "bob"])
-    kwargs = {"addresses": addrs, "rounds": rounds, "warmup": warmup}
+    kwargs = {"addresses": addrs, "rounds": rounds, "warmup": warmup, "on_loop": on_loop}
     outcomes = run_parties(
         [Spec(p, "tiny", "party", {**kwargs, "party": p}) for p in ("alice", "bob")],
         uvloop=uvloop,
         timeout=120,
         settings=settings,
-        tag="tiny",
+        tag="tiny-loop" if on_loop else "tiny",
     )
     alice, bob = (o.result for o in outcomes)
     return alice["ms_per_round"], alice["cpu_ms_per_round"], bob["cpu_ms_per_round"]
@@ -82,11 +110,13 @@ def run(settings: Settings) -> list[Figure]:
         ws: list[float] = []
         samples: list[float] = []
         cpu: list[tuple[float, float]] = []
+        on_loop: list[float] = []
         for _ in range(runs):
             ws.append(raw.ws_rtt(settings, uvloop, 200 if settings.smoke else 5000))
             ms, alice_cpu, bob_cpu = one_run(settings, uvloop, rounds, warmup)
             samples.append(ms)
             cpu.append((alice_cpu, bob_cpu))
+            on_loop.append(one_run(settings, uvloop, rounds, warmup, on_loop=True)[0])
         ws_fig = Figure(
             NAME,
             "baseline: raw aiohttp websocket round trip (2 processes)",
@@ -112,5 +142,16 @@ def run(settings: Settings) -> list[Figure]:
             f"ws RTT {ws_fig.median:.3f} ms ({fig.median / ws_fig.median:.1f}x); "
             f"RayFed {RAYFED_MS} (measured elsewhere)"
         )
-        figures += [fig, ws_fig]
+        loop_fig = Figure(
+            NAME,
+            f"round with async def methods (on the loop, no thread hand-off; {rounds} rounds)",
+            loop_name(uvloop),
+            "ms/round",
+            on_loop,
+        )
+        loop_fig.baseline = (
+            f"ws RTT {ws_fig.median:.3f} ms ({loop_fig.median / ws_fig.median:.1f}x); the "
+            f"thread hand-offs of a round cost {fig.median - loop_fig.median:.3f} ms"
+        )
+        figures += [fig, loop_fig, ws_fig]
     return figures

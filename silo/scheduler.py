@@ -168,10 +168,15 @@ class Scheduler:
     async def get(self, objs: list[FedObject], timeout: float | None) -> list[Any]:
         """Values of ``objs``: pushes owned ones to every peer, waits for the others."""
         self._check_objects(objs)
+        pushing = False
         for obj in objs:
             if obj.owner == self._party:
                 for peer in self._peers:
-                    self._outbound.push(obj.id, peer)
+                    pushing |= self._outbound.push(obj.id, peer)
+        if pushing:
+            # Let the pushes start waiting for their values before this program does: when a
+            # value is ready, its pushes then go out before the program moves on.
+            await asyncio.sleep(0)
         wait = self._slow_gets.begin(objs)
         try:
             if timeout is None:
