@@ -74,8 +74,15 @@ class Inbound:
         if call and self._diverges(src, object_id, call):
             return
         fut = self._store(src, object_id)
-        if fut is not None:
-            fut.set_exception(self._as_seen_here(src, info))
+        if fut is None:
+            return
+        error = self._as_seen_here(src, info)
+        fut.set_exception(error)
+        if isinstance(error, PeerUnavailableError):
+            # A party is out of reach: the job cannot end well, and ``src`` is stopping on it
+            # (its ABORT follows this frame). Stop now, so this party's end says so whether
+            # the news or its own silence monitor comes first.
+            self._request(Reason.REMOTE_ERROR, error, str(error))
 
     def _diverges(self, src: str, object_id: ObjectId, call: str) -> bool:
         error = self._call_log.check(src, object_id, call)
