@@ -30,15 +30,15 @@ __all__ = ["CallLog", "check_not_nested", "running_call"]
 running_call: ContextVar[str | None] = ContextVar("silo_running_call", default=None)
 
 
-def check_not_nested(what: str) -> None:
-    """Raise :class:`SiloError` if ``what`` (a ``.remote()``) is issued inside a remote call."""
+def check_not_nested(call: str) -> None:
+    """Raise :class:`SiloError` if ``call.remote()`` is issued inside a remote call."""
     outer = running_call.get()
     if outer is not None:
         raise SiloError(
-            f"{what} was called inside the remote call {outer}: every party must issue the same "
-            f"calls in the same order, and a call made inside a call is made only in the party "
-            f"that runs it, so the parties' call ids would shift. Issue it from the program "
-            f"instead (return from {outer} what the next call needs)"
+            f"{call}.remote() was called inside the remote call {outer}: every party must issue "
+            f"the same calls in the same order, and a call made inside a call is made only in "
+            f"the party that runs it, so the parties' call ids would shift. Issue it from the "
+            f"program instead (return from {outer} what the next call needs)"
         )
 
 

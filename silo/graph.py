@@ -100,11 +100,20 @@ def _walk(value: Any, visit: Callable[[FedObject], Any]) -> Any:
     return _rebuilt(value, [_walk(v, visit) for v in items])
 
 
+#: Types that hold no FedObject: arguments made only of these need no walk.
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
 def find_objects(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[FedObject]:
     """Every FedObject in the arguments, also inside lists, tuples and dicts, first use first.
 
     Builds nothing: a stack of the values still to look at, in reverse order.
     """
+    atoms = _ATOMS
+    if all(type(a) in atoms for a in args) and (
+        not kwargs or all(type(v) in atoms for v in kwargs.values())
+    ):
+        return []
     found: dict[tuple[int, int], FedObject] = {}
     stack: list[Any] = [*reversed(list(kwargs.values())), *reversed(args)]
     while stack:

@@ -27,7 +27,6 @@ and unit-tested on its own.
 from __future__ import annotations
 
 import heapq
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -70,9 +69,9 @@ class Intake:
         self._max_count = max_count
         self._max_bytes = max_bytes
         self._watermark = 0
-        self._handles: weakref.WeakValueDictionary[ObjectId, FedObject] = (
-            weakref.WeakValueDictionary()
-        )
+        #: Peers' objects the program holds a handle to: added as it issues them, removed by
+        #: :meth:`release` when it drops the handle (the handle's release callback).
+        self._held: set[ObjectId] = set()
         self._unclaimed: dict[ObjectId, tuple[str, int]] = {}
         self._by_seq: dict[int, list[ObjectId]] = {}
         self._seqs: list[int] = []
@@ -105,14 +104,18 @@ class Intake:
         if outputs[0].owner != self._party:
             # Only a peer's objects arrive from peers: this party's own need no handle here.
             for obj in outputs:
-                self._handles[obj.id] = obj
+                self._held.add(obj.id)
         orphans: list[ObjectId] = []
         while self._seqs and self._seqs[0] <= seq:
             for object_id in self._by_seq.pop(heapq.heappop(self._seqs)):
                 self._claim(object_id)
-                if object_id not in self._handles:
+                if object_id not in self._held:
                     orphans.append(object_id)
         return orphans
+
+    def release(self, object_id: ObjectId) -> None:
+        """The program dropped its handle to ``object_id``."""
+        self._held.discard(object_id)
 
     def admit(self, src: str, object_id: ObjectId, nbytes: int, *, known: bool) -> Admission:
         """Decide about a frame of ``nbytes`` from ``src`` for ``object_id``; ``known`` says
@@ -121,7 +124,7 @@ class Intake:
             return STORE
         seq = object_id[0]
         if seq <= self._watermark:
-            if object_id in self._handles:
+            if object_id in self._held:
                 return STORE
             return Admission(
                 Verdict.DROP,

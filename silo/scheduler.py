@@ -87,7 +87,7 @@ class Scheduler:
         Raises :class:`SiloError` inside a remote call (see :func:`check_not_nested`),
         :class:`RuntimeClosedError` once shut down.
         """
-        check_not_nested(f"{call}.remote()")
+        check_not_nested(call)
         self._check_open()
         seq = next(self._seq)
         release = self._released
@@ -211,6 +211,7 @@ class Scheduler:
         settled. Calls, pushes and gets that still need it hold the handle or the future."""
         if not self._on_loop(self._released, object_id) or self._loop.is_closed():
             return
+        self._intake.release(object_id)
         entry = self._table.get(object_id)
         if entry is not None and not entry.future.done():
             entry.future.add_done_callback(lambda _: self._released(object_id))

@@ -127,18 +127,21 @@ class ShutdownFuture:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._requested: asyncio.Future[ShutdownRequest] = loop.create_future()
         self._finished: asyncio.Future[None] = loop.create_future()
+        self._request: ShutdownRequest | None = None
 
     def request(self, request: ShutdownRequest) -> bool:
         """Ask for shutdown. Returns ``True`` for the first caller only. Never raises."""
         if self._requested.done():
             return False
+        self._request = request
         self._requested.set_result(request)
         return True
 
     @property
     def requested(self) -> ShutdownRequest | None:
-        """The winning request, or ``None`` while the runtime runs."""
-        return self._requested.result() if self._requested.done() else None
+        """The winning request, or ``None`` while the runtime runs (read on every call the
+        program makes, so it is a plain attribute)."""
+        return self._request
 
     def on_requested(self, callback: Callable[[ShutdownRequest], None]) -> None:
         """Run ``callback(request)`` once, as soon as the first request lands."""

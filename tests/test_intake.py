@@ -8,8 +8,10 @@ from silo.graph import FedObject
 from silo.intake import MAX_UNCLAIMED, Intake, Verdict
 
 
-def outputs(seq: int, n: int = 1) -> list[FedObject]:
-    return [FedObject("bob", seq, i, 1) for i in range(n)]
+def outputs(seq: int, n: int = 1, intake: Intake | None = None) -> list[FedObject]:
+    """A peer's outputs; dropping one tells ``intake`` (as the scheduler's release does)."""
+    release = intake.release if intake is not None else None
+    return [FedObject("bob", seq, i, 1, release) for i in range(n)]
 
 
 def test_known_ids_are_stored() -> None:
@@ -20,10 +22,10 @@ def test_known_ids_are_stored() -> None:
 
 def test_an_id_this_party_passed_without_a_handle_is_dropped() -> None:
     intake = Intake("alice", max_count=10, max_bytes=100)
-    kept = outputs(1)
+    kept = outputs(1, intake=intake)
     assert intake.watermark == 0
     intake.issue(kept)
-    intake.issue(outputs(2))
+    intake.issue(outputs(2, intake=intake))
     gc.collect()
     assert intake.admit("bob", (1, 0), 5, known=False).verdict is Verdict.STORE
     dropped = intake.admit("bob", (2, 0), 5, known=False)

@@ -65,12 +65,14 @@ def can_prefault() -> bool:
 
 
 def allocate(size: int) -> bytearray | mmap.mmap:
-    """Writable memory for one part, of which nothing is committed before it is written.
+    """Writable memory for one part.
 
-    Small parts are ``bytearray`` (zero-filled at once: at most :data:`SMALL` bytes); larger
-    ones are private anonymous mappings.
+    Parts under :data:`PREFAULT_MIN` are ``bytearray``: committed at once (at most 4 MiB per
+    part being received), from the allocator's heap, whose pages a part received before leaves
+    mapped, so a run of mid-size frames takes no page faults. Larger parts are private
+    anonymous mappings, of which nothing is committed before it is written.
     """
-    if size < SMALL or not hasattr(mmap, "MAP_ANONYMOUS"):
+    if size < PREFAULT_MIN or not hasattr(mmap, "MAP_ANONYMOUS"):
         return bytearray(size)
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
