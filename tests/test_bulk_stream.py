@@ -1,4 +1,5 @@
-"""Bulk streams: large DATA frames on a long-lived connection, checked like every other frame."""
+"""The listener's connections: bulk streams (large DATA frames) and control streams on long-lived
+connections, checked like every other frame; the websocket's batched ACKs at close."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from silo.config import Address, CrossSiloCommConfig
 from silo.errors import SiloError
 from silo.intake import STORE, Admission
 from silo.log import party_logger
-from silo.transport.base import BULK_STREAMS, CONTROL_PATH, CONTROL_STREAMS, DATA_PATH
+from silo.transport.base import BULK_STREAMS, CONTROL_PATH, CONTROL_STREAMS, DATA_PATH, WS_PATH
 from silo.transport.outstream import StreamPool, StreamRefused
 from silo.transport.requests import Requests
 from silo.transport.server import Server
@@ -385,3 +386,24 @@ async def test_control_frames_go_as_posts_to_a_peer_without_streams() -> None:
     finally:
         await runner.cleanup()
     assert [decode_frame(body)[0].msg_id for body in posted] == [1, 2]
+
+
+async def test_acks_owed_are_sent_before_the_websocket_closes(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """ACKs wait up to 2 ms to go in a batch; a party that shuts down sooner still sends them
+    before closing, since its peer may have no next connection to replay the frame on."""
+    server, sink, address = bob
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        ws = await session.ws_connect(f"http://{address.host}:{address.port}{WS_PATH}")
+        await ws.send_bytes(frame(7, 1, 42).join())
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while not sink.calls:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0)
+        await server.aclose()
+        answers = []
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                answers.append(decode_frame(msg.data)[0])
+    assert [(a.kind, a.msg_id) for a in answers if a.kind is not Kind.HEARTBEAT] == [(Kind.ACK, 7)]

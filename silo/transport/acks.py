@@ -7,6 +7,8 @@ ACK frame at most :data:`ACK_DELAY_S` after the first, or at once when :data:`AC
 or another answer (a REJECT, the ACK of a GOODBYE) is due. A sender keeps a frame until it is
 acknowledged and replays it on a new connection otherwise, so an ACK that is lost because the
 connection closed first costs a replay, which the receiver acknowledges without delivering again.
+A party that closes its listener cleanly sends what it owes first (:meth:`AckBatch.drain`): it
+is going away, so its peer would have no next connection to replay on.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ class AckBatch:
             await self._ws.send_bytes(data)
         except (ConnectionError, RuntimeError):
             pass
+
+    async def drain(self) -> None:
+        """Send every ACK owed now and wait until they are written: before a clean close, as
+        the peer may have no next connection to replay on (this party is going away)."""
+        self.flush()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     def close(self) -> None:
         """Stop: the timer is cancelled and the ids still owed are dropped (their senders

@@ -117,7 +117,10 @@ class Server:
         self._ssl = trust.server_context if trust is not None else None
         self._sock = sock
         self._runner: web.AppRunner | None = None
-        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        #: Every peer's open websocket, with the ACKs owed on it.
+        self._sockets: weakref.WeakKeyDictionary[web.WebSocketResponse, AckBatch] = (
+            weakref.WeakKeyDictionary()
+        )
         self._prefault_slots = PrefaultSlots()
         self._closed = False
         self._gate = Gate(
@@ -188,13 +191,14 @@ class Server:
         self._closed = True
         code = CLOSE_GOODBYE if goodbye else CLOSE_ABORT
 
-        async def close(ws: web.WebSocketResponse) -> None:
+        async def close(ws: web.WebSocketResponse, acks: AckBatch) -> None:
             try:
+                await asyncio.wait_for(acks.drain(), 1.0)
                 await asyncio.wait_for(ws.close(code=code, message=b"silo shutdown"), 1.0)
             except (OSError, asyncio.TimeoutError, RuntimeError):
                 pass
 
-        await asyncio.gather(*(close(ws) for ws in list(self._sockets)))
+        await asyncio.gather(*(close(ws, acks) for ws, acks in list(self._sockets.items())))
         self._bulk.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -324,11 +328,10 @@ class Server:
             return refusal
         ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, compress=False, autoping=True)
         await ws.prepare(request)
-        self._sockets.add(ws)
+        acks = self._sockets[ws] = AckBatch(ws, self._job, self._party)
         peer = request.headers[HEADER_PARTY]
         self._peer_table.heard(peer, outgoing=False)
         beats = asyncio.get_running_loop().create_task(self._heartbeats(ws))
-        acks = AckBatch(ws, self._job, self._party)
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.BINARY:
