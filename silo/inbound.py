@@ -78,11 +78,10 @@ class Inbound:
             return
         error = self._as_seen_here(src, info)
         fut.set_exception(error)
-        if isinstance(error, PeerUnavailableError):
-            # A party is out of reach: the job cannot end well, and ``src`` is stopping on it
-            # (its ABORT follows this frame). Stop now, so this party's end says so whether
-            # the news or its own silence monitor comes first.
-            self._request(Reason.REMOTE_ERROR, error, str(error))
+        if isinstance(error, PeerUnavailableError) and error.src_party != src:
+            # ``src`` lost a third party: if it is silent here too, lose it now, so this
+            # party's end says a peer failed whether that news or its own monitor comes first.
+            self._peers.corroborate(error.src_party, src)
 
     def _diverges(self, src: str, object_id: ObjectId, call: str) -> bool:
         error = self._call_log.check(src, object_id, call)

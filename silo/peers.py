@@ -260,6 +260,24 @@ class Peers:
             for peer, why in self.silent():
                 self.fire(peer, LinkEvent.SILENT, why)
 
+    def corroborate(self, peer: str, witness: str) -> bool:
+        """``witness`` reports ``peer`` out of reach: if this party has not heard from ``peer``
+        for half of ``timeout_s`` either, it loses ``peer`` now (its own monitor would, shortly)
+        rather than end its program unaware. A peer heard from lately stays: the witness may
+        be the one cut off. Returns whether ``peer`` was lost."""
+        record = self._records.get(peer)
+        if record is None or record.state not in LIVE or not record.ever_heard:
+            return False
+        silence = self._clock() - min(record.since_out, record.since_in)
+        if silence < self.timeout_s / 2:
+            return False
+        why = (
+            f"{peer} was not heard from for {round(silence * 1000)} ms, and {witness} lost it "
+            f"too (its process is frozen or gone, or the link stopped forwarding)"
+        )
+        self.fire(peer, LinkEvent.SILENT, why)
+        return True
+
     def silent(self) -> list[tuple[str, str]]:
         """Live peers not heard from for ``timeout_s``, each with the reason to give."""
         now = self._clock()

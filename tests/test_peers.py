@@ -131,6 +131,29 @@ def test_a_late_peer_within_the_timeout_is_fine() -> None:
     assert [p for p, _ in peers.silent()] == ["carol"]
 
 
+def test_a_peer_another_party_lost_is_lost_here_only_if_silent_here_too() -> None:
+    """alice reports carol out of reach: carol, silent here for over half the timeout, is lost
+    now; bob, heard from lately, stays (alice may be the one cut off); a peer never heard here
+    is left to the monitor."""
+    peers, clock, seen = make()
+    for peer in ("bob", "carol"):
+        peers.heard(peer, outgoing=True)
+        peers.heard(peer, outgoing=False)
+    clock.now += 1.2
+    peers.heard("bob", outgoing=True)
+    peers.heard("bob", outgoing=False)
+    assert not peers.corroborate("bob", "alice")
+    assert peers.corroborate("carol", "alice")
+    assert peers.state("carol") is S.LOST and peers.state("bob") is S.UP
+    assert (
+        seen[0][0] == "carol"
+        and "carol was not heard from for 1200 ms, and alice lost it too" in seen[0][2]
+    )
+    quiet, quiet_clock, _ = make()
+    quiet_clock.now += 5
+    assert not quiet.corroborate("bob", "alice")
+
+
 def test_either_direction_silent_loses_the_peer() -> None:
     peers, clock, _ = make()
     for _ in range(5):
