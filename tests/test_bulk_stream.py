@@ -144,14 +144,19 @@ async def test_a_malformed_frame_closes_only_its_stream(
         pool.close()
 
 
-async def test_a_frame_over_the_limit_that_stops_arriving_loses_its_stream(
-    bob: tuple[Server, Sink, Address],
+@pytest.mark.parametrize(
+    ("announced", "sent"),
+    [(LIMIT * 4, 100_000), (1000, 10)],
+    ids=["over-the-limit", "read-whole"],
+)
+async def test_a_frame_that_stops_arriving_loses_its_stream(
+    bob: tuple[Server, Sink, Address], announced: int, sent: int
 ) -> None:
-    """Thrown away or not, a frame must keep arriving: one that stalls for ``timeout_in_ms``
-    (2 s here) closes its stream, and nothing was delivered."""
+    """Thrown away (over the limit) or read whole (a small frame), a frame must keep arriving:
+    one that stalls for ``timeout_in_ms`` (2 s here) closes its stream; nothing is delivered."""
     _, sink, address = bob
     reader, writer = await _upgrade(address)
-    writer.write(STREAM_PREFIX.pack(LIMIT * 4, 1, 1, 0) + b"\0" * 100_000)
+    writer.write(STREAM_PREFIX.pack(announced, 1, 1, 0) + b"\0" * sent)
     started = asyncio.get_running_loop().time()
     try:
         rest = await asyncio.wait_for(reader.read(), 10.0)
@@ -327,25 +332,6 @@ async def test_a_control_frame_on_a_stream_is_checked_like_any_other(
     finally:
         writer.close()
     assert [(c[0], c[1]) for c in sink.calls] == [("error", (3, 0))]
-
-
-async def test_a_small_frame_that_stops_arriving_loses_its_stream(
-    bob: tuple[Server, Sink, Address],
-) -> None:
-    """A frame read whole must keep arriving too: announced at 1,000 bytes and stopped after
-    10, its stream is closed after ``timeout_in_ms`` (2 s here); nothing was delivered."""
-    _, sink, address = bob
-    reader, writer = await _upgrade(address)
-    writer.write(STREAM_PREFIX.pack(1000, 1, 1, 0) + b"\0" * 10)
-    started = asyncio.get_running_loop().time()
-    try:
-        rest = await asyncio.wait_for(reader.read(), 10.0)
-    except ConnectionResetError:
-        rest = b""
-    waited = asyncio.get_running_loop().time() - started
-    writer.close()
-    assert rest == b"" and 1.5 < waited < 8.0, waited
-    assert sink.calls == []
 
 
 async def test_control_frames_go_as_posts_to_a_peer_without_streams() -> None:
