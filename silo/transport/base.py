@@ -46,7 +46,7 @@ BULK_UPGRADE = "silo-bulk"
 #: peer (room for streams a reconnection left behind) and answers 429 beyond, so an
 #: authenticated peer cannot pile up connections.
 BULK_STREAMS = 8
-#: Control streams (the same upgrade; ERROR, ABORT and GOODBYE frames) a party keeps open
+#: Control streams (the same upgrade; ERROR and ABORT frames) a party keeps open
 #: towards one peer, apart from its bulk streams, so a control frame never waits behind a
 #: large transfer.
 CONTROL_STREAMS = 2

@@ -44,7 +44,6 @@ from ..stats import Counters
 from ..wire import PROTOCOL_VERSION, Header, Kind, OutFrame, decode_frame, encode_control
 from .base import (
     CONTROL_PATH,
-    CONTROL_STREAMS,
     DATA_PATH,
     HEADER_JOB,
     HEADER_PARTY,
@@ -53,7 +52,6 @@ from .base import (
     INLINE_LIMIT,
     WS_PATH,
 )
-from .outstream import StreamPool
 from .requests import REFUSED_STATUSES, Refused, Requests
 from .upload import Broken, Stalled
 
@@ -143,14 +141,8 @@ class PeerLink:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._comm.timeout_s),
         )
-        self._requests = Requests(
-            peer=self.peer,
-            base=self._base,
-            session=self._session,
-            streams=StreamPool(self._address, headers=headers, ssl_context=self._ssl),
-            control=StreamPool(
-                self._address, headers=headers, ssl_context=self._ssl, size=CONTROL_STREAMS
-            ),
+        self._requests = Requests.to_peer(
+            self.peer, self._address, self._base, self._session, headers, self._ssl
         )
         self._runner = asyncio.get_running_loop().create_task(
             self._keep_connected(), name=f"silo-link-{self._party}-{self.peer}"

@@ -1,7 +1,7 @@
 """One frame as a request of its own, answered ACK or REJECT: on a stream, or a POST.
 
 Large DATA frames go on the peer's bulk streams (:mod:`.outstream`) when it has them, and control
-frames (ERROR, ABORT, GOODBYE) on its *control streams*: streams of their own, so a control
+frames (ERROR, ABORT) on its *control streams*: streams of their own, so a control
 frame never waits behind a large transfer and costs a write and a read on a connection kept
 open, not an HTTP request. A frame to a peer without streams (it answers the upgrade 404) or
 holding as many of ours as it takes (429), and a control frame too large to be read whole
@@ -12,12 +12,15 @@ attempt; the link retries (:class:`~silo.transport.link.PeerLink`).
 from __future__ import annotations
 
 import asyncio
+import ssl
+from collections.abc import Mapping
 
 import aiohttp
 
+from ..config import Address
 from ..errors import ProtocolError
 from ..wire import Header, Kind, OutFrame, decode_frame
-from .base import CONTROL_PATH
+from .base import CONTROL_PATH, CONTROL_STREAMS
 from .outstream import StreamPool, StreamRefused
 from .stream import WHOLE_LIMIT
 from .upload import Broken, post_frame
@@ -54,6 +57,27 @@ class Requests:
         #: Cleared when the peer turns out to have no streams.
         self.bulk_ok = True
         self._warming: asyncio.Task[None] | None = None
+
+    @classmethod
+    def to_peer(
+        cls,
+        peer: str,
+        address: Address,
+        base: str,
+        session: aiohttp.ClientSession,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None,
+    ) -> Requests:
+        """Requests to ``peer``, with its own pools of bulk and control streams."""
+        return cls(
+            peer=peer,
+            base=base,
+            session=session,
+            streams=StreamPool(address, headers=headers, ssl_context=ssl_context),
+            control=StreamPool(
+                address, headers=headers, ssl_context=ssl_context, size=CONTROL_STREAMS
+            ),
+        )
 
     async def send(self, path: str, frame: OutFrame, *, bulk: bool, timeout: float) -> Header:
         """One attempt; returns the ACK. Raises :class:`Broken` (retry on a new connection),

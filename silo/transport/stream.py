@@ -7,7 +7,7 @@ like every request); from then on the connection carries, in each direction:
   frame of ``length`` bytes, again and again;
 * us to peer: one ACK or REJECT frame per frame, in order.
 
-A frame of at most ``WHOLE_LIMIT`` bytes (a control frame: ERROR, ABORT, GOODBYE; the sender's
+A frame of at most ``WHOLE_LIMIT`` bytes (a control frame: ERROR or ABORT; the sender's
 *control streams* carry those) is read whole and handed over as bytes. A larger one is a DATA
 frame: its body is read by a :class:`~.bulk.BodyReceiver` straight into the memory its buffers
 will live in (one kernel copy, as on the ``DATA_PATH``), with the same checks: the header is
