@@ -107,42 +107,46 @@ def _one_or_list(objs: list[FedObject], num_returns: int) -> FedObject | list[Fe
     return objs[0] if num_returns == 1 else objs
 
 
-class RemoteFunction:
-    """A function or coroutine function decorated with ``@silo.remote``."""
+Pinned = TypeVar("Pinned", bound="_Decorated")
+
+
+class _Decorated:
+    """What ``@silo.remote`` makes of a function or a class: the target, the party it is pinned
+    to (``None`` until ``.party``) and its options; ``.party`` and ``.options`` make new handles."""
 
     binding: ClassVar[Binding] = LOCAL
 
     def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        party: str | None = None,
-        options: dict[str, Any] | None = None,
+        self, target: Any, *, party: str | None = None, options: dict[str, Any] | None = None
     ) -> None:
-        self._fn = fn
+        self._target = target
         self._party = party
         self._options = options or {"num_returns": 1}
-        self.__name__ = getattr(fn, "__name__", "remote_function")
-        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
+        self.__name__: str = getattr(target, "__name__", "remote_function")
+        self.__qualname__: str = getattr(target, "__qualname__", self.__name__)
+        self.__doc__ = target.__doc__
+        self.__wrapped__ = target
 
-    def party(self, name: str) -> RemoteFunction:
+    def party(self: Pinned, name: str) -> Pinned:
         """A new handle pinned to ``name``. Raises ``ValueError`` for an unknown party."""
         party = _check_party(self.binding, name)
-        return type(self)(self._fn, party=party, options=self._options)
+        return type(self)(self._target, party=party, options=self._options)
 
-    def options(self, **options: Any) -> RemoteFunction:
+    def options(self: Pinned, **options: Any) -> Pinned:
         """A new handle with per-call options (``num_returns``)."""
         merged = self.binding.options(options, self._options, self.__qualname__)
-        return type(self)(self._fn, party=self._party, options=merged)
+        return type(self)(self._target, party=self._party, options=merged)
+
+
+class RemoteFunction(_Decorated):
+    """A function or coroutine function decorated with ``@silo.remote``."""
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Schedule the call; returns a FedObject (a list of them if ``num_returns > 1``)."""
         runtime = _runtime_for(self.binding, self._party, f"{self.__qualname__}.remote()")
         n = self._options["num_returns"]
         submit = runtime.scheduler.submit
-        objs = self.binding.schedule(runtime, submit, self._party, self._fn, args, kwargs, n)
+        objs = self.binding.schedule(runtime, submit, self._party, self._target, args, kwargs, n)
         return _one_or_list(objs, n)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -240,31 +244,11 @@ class ActorMethod:
         return _one_or_list(objs, n)
 
 
-class RemoteClass:
+class RemoteClass(_Decorated):
     """A class decorated with ``@silo.remote``; ``.party(p).remote(...)`` creates an actor."""
 
-    binding: ClassVar[Binding] = LOCAL
     #: The handle type of the actors it creates.
     actor_handle: ClassVar[type[ActorHandle]] = ActorHandle
-
-    def __init__(
-        self, cls: type, *, party: str | None = None, options: dict[str, Any] | None = None
-    ) -> None:
-        self._cls = cls
-        self._party = party
-        self._options = options or {"num_returns": 1}
-        self.__name__ = cls.__name__
-        self.__qualname__ = cls.__qualname__
-        self.__doc__ = cls.__doc__
-        self.__wrapped__ = cls
-
-    def party(self, name: str) -> RemoteClass:
-        party = _check_party(self.binding, name)
-        return type(self)(self._cls, party=party, options=self._options)
-
-    def options(self, **options: Any) -> RemoteClass:
-        merged = self.binding.options(options, self._options, self.__qualname__)
-        return type(self)(self._cls, party=self._party, options=merged)
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         """Create the actor in its party (constructed there once its inputs are ready)."""
@@ -273,10 +257,10 @@ class RemoteClass:
         assert self._party is not None
         scheduler = runtime.scheduler
         actor_id = binding.schedule(
-            runtime, scheduler.create_actor, self._party, self._cls, args, kwargs
+            runtime, scheduler.create_actor, self._party, self._target, args, kwargs
         )
         on_release = scheduler.release_actor if binding.releases_actors else None
-        return self.actor_handle(self._cls, self._party, actor_id, runtime.token, on_release)
+        return self.actor_handle(self._target, self._party, actor_id, runtime.token, on_release)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(

@@ -184,7 +184,7 @@ async def test_a_peer_cannot_pile_up_bulk_streams(bob: tuple[Server, Sink, Addre
             answer = await requests.send(
                 DATA_PATH, frame(2, 2, np.ones(100_000)), bulk=True, timeout=5.0
             )
-        assert answer.kind is Kind.ACK and requests.bulk_ok  # posted, bulk kept for later
+        assert answer.kind is Kind.ACK and requests.streams_ok  # posted, bulk kept for later
         held.pop().close()
         deadline = asyncio.get_running_loop().time() + 5.0
         while len(server._bulk) >= 2 * BULK_STREAMS:
@@ -367,7 +367,7 @@ async def test_control_frames_go_as_posts_to_a_peer_without_streams() -> None:
                     CONTROL_PATH, error_frame(msg_id, msg_id), bulk=False, timeout=5.0
                 )
                 assert answer.kind is Kind.ACK and answer.msg_id == msg_id
-            assert not requests.bulk_ok
+            assert not requests.streams_ok
             requests.close()
     finally:
         await runner.cleanup()
@@ -393,3 +393,31 @@ async def test_acks_owed_are_sent_before_the_websocket_closes(
             if msg.type is aiohttp.WSMsgType.BINARY:
                 answers.append(decode_frame(msg.data)[0])
     assert [(a.kind, a.msg_id) for a in answers if a.kind is not Kind.HEARTBEAT] == [(Kind.ACK, 7)]
+
+
+async def test_warming_opens_a_control_stream_ahead_and_replaces_a_broken_one(
+    bob: tuple[Server, Sink, Address],
+) -> None:
+    """``warm`` opens a stream before any frame (the listener holds it at once); once that
+    stream broke while idle, the next ``warm`` drops it and opens another, which then serves."""
+    server, sink, address = bob
+    pool = StreamPool(address, headers=HEADERS, ssl_context=None, size=CONTROL_STREAMS)
+    try:
+        await pool.warm(5.0)
+        assert len(server._bulk) == 1
+        await pool.warm(5.0)  # one is open: nothing more
+        assert len(server._bulk) == 1
+        (first,) = pool._idle
+        first.close()
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while first.usable or len(server._bulk):
+            assert asyncio.get_running_loop().time() < deadline, "the stream stayed open"
+            await asyncio.sleep(0.01)
+        await pool.warm(5.0)
+        (second,) = pool._idle
+        assert second is not first and second.usable
+        answer = await pool.send(error_frame(1, 1), 5.0)
+        assert answer.kind is Kind.ACK and pool._idle == [second]
+    finally:
+        pool.close()
+    assert [(c[0], c[1]) for c in sink.calls] == [("error", (1, 0))]

@@ -98,7 +98,7 @@ async def test_a_remote_call_inside_a_remote_call_raises_at_once(outer: Any) -> 
 
     results = await silo.simulate(main, ["alice"])
     kind, message = results["alice"]
-    name = outer._fn.__qualname__
+    name = outer.__qualname__
     assert kind == "SiloError"
     assert message.startswith(f"inc.remote() was called inside the remote call {name}: ")
     assert "every party must issue the same calls in the same order" in message

@@ -259,8 +259,12 @@ class StreamPool:
             return answer
 
     async def warm(self, timeout_s: float) -> None:
-        """Open a stream ahead of the first frame, unless one is open already. Raises as
-        :meth:`send` does when the stream cannot be opened."""
+        """Open a stream ahead of the next frame, unless one is open: idle and still usable
+        (one that broke while idle, as when the peer restarted, is dropped here), or in use.
+        Raises as :meth:`send` does when the stream cannot be opened."""
+        for stream in [s for s in self._idle if not s.usable]:
+            self._idle.remove(stream)
+            self._drop(stream)
         if self._open or self._closed:
             return
         stream = await self._connect(timeout_s)

@@ -55,7 +55,7 @@ class Requests:
         self._streams = streams
         self._control = control
         #: Cleared when the peer turns out to have no streams.
-        self.bulk_ok = True
+        self.streams_ok = True
         self._warming: asyncio.Task[None] | None = None
 
     @classmethod
@@ -85,13 +85,13 @@ class Requests:
         pool = self._streams if bulk else None
         if path == CONTROL_PATH and frame.nbytes <= WHOLE_LIMIT:
             pool = self._control
-        if pool is not None and self.bulk_ok:
+        if pool is not None and self.streams_ok:
             try:
                 header = await pool.send(frame, timeout)
             except StreamRefused as exc:
                 if exc.status == 404:
                     # A peer without streams: frames go as requests of their own.
-                    self.bulk_ok = False
+                    self.streams_ok = False
                 elif exc.status != 429:
                     # 429: the peer holds as many of our streams as it takes (some left by a
                     # reconnection); this frame goes as a request of its own.
@@ -105,7 +105,7 @@ class Requests:
     def warm(self, timeout: float) -> None:
         """Open a control stream in the background, so the first control frame (an error,
         often) finds one open. A failure here is not one: a frame opens its stream itself."""
-        if self._control is None or not self.bulk_ok:
+        if self._control is None or not self.streams_ok:
             return
         if self._warming is None or self._warming.done():
             self._warming = asyncio.get_running_loop().create_task(
@@ -117,7 +117,7 @@ class Requests:
             await pool.warm(timeout)
         except StreamRefused as exc:
             if exc.status == 404:
-                self.bulk_ok = False
+                self.streams_ok = False
         except Broken:
             pass
 

@@ -425,8 +425,8 @@ class Server:
         return self._answer(header.msg_id, self._deliver_data(header, parts, size, peer))
 
     def _stream_whole(self, frame: bytes, msg_id: int, peer: str) -> bytes:
-        """A small frame read whole off ``peer``'s stream (a control stream's ERROR, ABORT or
-        GOODBYE): handled as on the websocket; the answer to write back."""
+        """A small frame read whole off ``peer``'s stream (a control stream's ERROR or ABORT):
+        handled as on the websocket; the answer to write back."""
         self._peer_table.heard(peer, outgoing=False)
         try:
             _, msg_id, refusal = self._receive_inline(frame, peer)
